@@ -1,0 +1,368 @@
+"""One training engine with a pluggable loss (see :mod:`advlib.losses`).
+
+``fit(TrainConfig(...))`` trains, evaluates clean and PGD accuracy on a held-out split each
+epoch, keeps ``last.pt`` and ``best.pt`` (by robust accuracy) in ``cfg.out_dir``, writes
+``metrics.json`` there, and resumes from ``last.pt`` after an interruption with nothing lost
+(mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states and
+the position in the epoch are all restored, so a resumed run ends where an uninterrupted one does.
+
+It is rank-aware for a later ``torchrun`` + DistributedDataParallel run: each rank trains on
+its own shard of every epoch, metrics are summed over ranks, and only rank 0 logs and writes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import attacks, data as data_mod, losses, models, utils
+
+CHECKPOINT_FORMAT = "advlib-checkpoint-v1"
+
+
+@dataclass
+class TrainConfig:
+    # what
+    model: str = "fast_cnn"
+    dataset: str = "mnist"
+    source: str = "auto"
+    method: str = "standard"
+    normalize: bool = False
+    train_samples: Optional[int] = None  # use only the first N training images (CPU budgets)
+    holdout: int = 1000  # images held out of the training set for per-epoch evaluation
+    augment: Optional[bool] = None  # crop + flip; default: on for CIFAR-10
+    # optimisation
+    epochs: float = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "multistep"  # constant | multistep | cosine | cyclic
+    milestones: tuple = (0.5, 0.75)  # multistep: fractions of training at which lr *= gamma
+    gamma: float = 0.1
+    cyclic_peak: float = 0.4  # cyclic: fraction of training where the lr peaks (fast_adversarial: 2/5)
+    warmup_epochs: float = 0.0
+    grad_clip: Optional[float] = None
+    # adversary used in training
+    eps: float = 0.3
+    alpha: Optional[float] = None  # attack step; None: the method's default ratio of eps
+    steps: int = 10
+    eps_ramp_epochs: float = 0.0  # eps grows linearly from 0 over these epochs
+    attack_mode: str = "eval"  # model mode while crafting training examples: eval | train
+    beta: float = 6.0  # TRADES / MART
+    mix: float = 0.5  # fgsm_weighted
+    # per-epoch evaluation on the held-out split
+    eval_samples: int = 500
+    eval_steps: int = 10
+    eval_alpha: Optional[float] = None  # default eps / 4
+    # bookkeeping
+    seed: int = 0
+    out_dir: str = "runs/train"
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
+    device: str = "auto"
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the run
+
+    def to_dict(self) -> dict:
+        return utils.to_jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig fields: {sorted(unknown)}")
+        d = dict(d)
+        if "milestones" in d and d["milestones"] is not None:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+    def validate(self) -> None:
+        if self.dataset not in data_mod.DATASETS:
+            raise ValueError(f"dataset must be one of {data_mod.DATASETS}; got {self.dataset!r}")
+        if self.model not in models.MODELS:
+            raise ValueError(f"Unknown model {self.model!r}; registered: {', '.join(models.MODELS)}")
+        if models.model_dataset(self.model) != self.dataset:
+            raise ValueError(f"Model {self.model!r} is for {models.model_dataset(self.model)}, not {self.dataset}.")
+        losses.get_method(self.method)
+        if not 0 <= self.eps <= 1:
+            raise ValueError(f"eps must be in [0, 1] for images in [0,1]; got {self.eps}")
+        if self.epochs <= 0 or self.batch_size < 1:
+            raise ValueError("epochs must be > 0 and batch_size >= 1")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
+        if self.schedule not in ("constant", "multistep", "cosine", "cyclic"):
+            raise ValueError(f"schedule must be constant, multistep, cosine or cyclic; got {self.schedule!r}")
+
+
+# Fields that may change between an interrupted run and its resumption.
+RESUME_FREE = {"out_dir", "progress", "device", "checkpoint_every", "extra", "eval_samples"}
+
+
+def lr_factor(cfg: TrainConfig, t: float) -> float:
+    """Learning-rate multiplier at training progress ``t`` in [0, 1] (fraction of all steps)."""
+    total_epochs = float(cfg.epochs)
+    warm = cfg.warmup_epochs / total_epochs if total_epochs else 0.0
+    if warm > 0 and t < warm:
+        return t / warm
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "multistep":
+        return cfg.gamma ** sum(t >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    # cyclic (one cycle): 0 -> peak -> 0, linearly
+    p = cfg.cyclic_peak
+    return t / p if t < p else max(0.0, (1 - t) / (1 - p))
+
+
+def current_eps(cfg: TrainConfig, epoch_float: float) -> float:
+    if cfg.eps_ramp_epochs > 0:
+        return cfg.eps * min(1.0, epoch_float / cfg.eps_ramp_epochs)
+    return cfg.eps
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint
+
+
+def load_checkpoint(path: Any, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}. Train first (python -m advlib train ...) "
+                                "or pass the path of an existing last.pt / best.pt.")
+    ck = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an advlib checkpoint (expected format {CHECKPOINT_FORMAT!r}).")
+    return ck
+
+
+def load_model(path: Any, model_name: Optional[str] = None, device="cpu") -> models.Classifier:
+    """Rebuild the model stored in an advlib checkpoint. With ``model_name``, refuse a checkpoint
+    that was trained for another architecture."""
+    ck = load_checkpoint(path)
+    stored = ck["model_name"]
+    if model_name is not None and model_name != stored:
+        raise ValueError(f"Checkpoint {path} holds a {stored!r} model, not {model_name!r}: "
+                         f"build get_model({stored!r}) or pick the checkpoint of a {model_name!r} run.")
+    cfg = ck.get("config", {})
+    model = models.get_model(stored, normalize=bool(cfg.get("normalize", False)))
+    load_state(model, ck["model"], source=str(path))
+    return model.to(device).eval()
+
+
+def load_state(model: nn.Module, state: dict, source: str = "checkpoint") -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        name = getattr(model, "name", type(model).__name__)
+        raise ValueError(f"The weights in {source} do not fit a {name!r} model (a checkpoint of another "
+                         f"model?): {str(err).splitlines()[0]}") from None
+
+
+# --------------------------------------------------------------------------- evaluation during training
+
+
+def quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
+               batch_size: int = 500) -> tuple[float, float]:
+    """(clean accuracy, PGD accuracy) on tensors; ranks split the work when distributed."""
+    rank, world = utils.dist_info()
+    x, y = x[rank::world], y[rank::world]
+    correct = robust = 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        with attacks.model_mode(model, "eval"), torch.no_grad():
+            correct += (model(xb).argmax(1) == yb).sum().item()
+        if eps > 0:
+            xa = attacks.pgd(model, xb, yb, eps, alpha, steps)
+            with attacks.model_mode(model, "eval"), torch.no_grad():
+                robust += (model(xa).argmax(1) == yb).sum().item()
+    correct, robust, n = utils.all_reduce_sum([correct, robust, len(x)], device=x.device)
+    return correct / n, (robust / n if eps > 0 else float("nan"))
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optional[data_mod.Dataset] = None,
+        resume: bool = True) -> dict:
+    """Train per ``cfg``; return the run's metrics (also written to ``out_dir/metrics.json``)."""
+    cfg.validate()
+    rank, world = utils.dist_info()
+    device = utils.get_device(cfg.device)
+    out = Path(cfg.out_dir)
+    utils.set_seed(cfg.seed)
+
+    if train_data is None:
+        train_data = data_mod.load(cfg.dataset, "train", source=cfg.source, verbose=utils.is_main())
+    if cfg.train_samples:
+        train_data = train_data.subset(cfg.train_samples)
+    holdout_n = min(cfg.holdout, len(train_data) // 5)
+    train_set, hold = train_data.split_off(holdout_n, seed=cfg.seed)
+    hx, hy = hold.tensors(cfg.eval_samples, device=device)
+
+    if model is None:
+        model = models.get_model(cfg.model, normalize=cfg.normalize)
+    model = model.to(device)
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = make_optimizer(cfg, model)
+    augment = cfg.augment if cfg.augment is not None else cfg.dataset == "cifar10"
+    loader = train_set.loader(cfg.batch_size, shuffle=True, seed=cfg.seed, augment=augment, drop_last=True,
+                              device=device, rank=rank, world_size=world)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the training shard ({len(train_set)} images).")
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    method = losses.get_method(cfg.method)
+    eval_alpha = cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
+
+    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_robust": -1.0,
+             "best_epoch": None, "train_seconds": 0.0}
+    last = out / "last.pt"
+    if resume and last.exists():
+        ck = load_checkpoint(last, map_location=device)
+        _check_resumable(cfg, ck, last)
+        load_state(model, ck["model"], source=str(last))
+        opt.load_state_dict(ck["optimizer"])
+        state.update(ck["state"])
+        _set_rng_state(ck["rng"])
+        if utils.is_main():
+            print(f"Resuming {out} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']} "
+                  f"({state['global_step']}/{total_steps} steps done).", flush=True)
+
+    def checkpoint(path: Path, **extra):
+        if not utils.is_main():
+            return
+        save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model_name": getattr(model, "name", cfg.model),
+                               "config": cfg.to_dict(), "model": model.state_dict(),
+                               "optimizer": opt.state_dict(), "state": dict(state), "rng": _rng_state(), **extra})
+
+    def write_metrics(final: bool):
+        if utils.is_main():
+            utils.write_json(out / "metrics.json", run_metrics(cfg, state, train_data, final, total_steps))
+
+    for epoch in range(state["epoch"], n_epochs):
+        model.train()
+        loader.set_epoch(epoch)
+        skip = state["step_in_epoch"]
+        steps_this_epoch = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+        bar = utils.progress(total=steps_this_epoch, enabled=cfg.progress, desc=f"epoch {epoch + 1}/{n_epochs}",
+                             initial=skip, leave=False)
+        t0 = time.perf_counter()
+        # running sums of this epoch; restored too when resuming mid-epoch
+        seen, correct, loss_sum = state.get("running", (0, 0, 0.0)) if skip else (0, 0, 0.0)
+        eps = current_eps(cfg, state["global_step"] / steps_per_epoch)
+        for i, (xb, yb) in enumerate(loader):
+            if i >= steps_this_epoch:
+                break
+            if i < skip:  # replay the (deterministic) order up to where the interrupted run stopped
+                continue
+            t_epoch = state["global_step"] / steps_per_epoch
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(cfg, state["global_step"] / total_steps)
+            eps = current_eps(cfg, t_epoch)
+            loss, logits = method(net, xb, yb, eps, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            state["global_step"] += 1
+            state["step_in_epoch"] = i + 1
+            seen += len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            loss_sum += loss.item() * len(yb)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", eps=f"{eps:.3f}",
+                            refresh=False)
+            if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
+                state["running"] = (seen, correct, loss_sum)
+                state["train_seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                checkpoint(last)
+        bar.close()
+        state["train_seconds"] += time.perf_counter() - t0
+        loss_sum, correct, seen = utils.all_reduce_sum([loss_sum, correct, seen], device=device)
+        clean, robust = quick_eval(model, hx, hy, cfg.eps, eval_alpha, cfg.eval_steps)
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_eps": eps,
+               "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+               "holdout_clean": clean, "holdout_pgd": robust, "train_seconds": state["train_seconds"]}
+        state["history"].append(row)
+        state["epoch"], state["step_in_epoch"], state["running"] = epoch + 1, 0, (0, 0, 0.0)
+        score = robust if cfg.eps > 0 else clean
+        if score > state["best_robust"]:
+            state["best_robust"], state["best_epoch"] = score, epoch + 1
+            checkpoint(out / "best.pt")
+        checkpoint(last)
+        write_metrics(final=False)
+        if utils.is_main() and cfg.progress:
+            rob = f", PGD-{cfg.eval_steps} {robust:.1%}" if cfg.eps > 0 else ""
+            print(f"epoch {epoch + 1}/{n_epochs}: loss {row['train_loss']:.3f}, train acc {row['train_acc']:.1%}, "
+                  f"held-out clean {clean:.1%}{rob} ({state['train_seconds']:.0f}s)", flush=True)
+    utils.barrier()
+    write_metrics(final=True)
+    return run_metrics(cfg, state, train_data, True, total_steps)
+
+
+def _check_resumable(cfg: TrainConfig, ck: dict, path: Path) -> None:
+    old = ck.get("config", {})
+    new = cfg.to_dict()
+    diff = {k: (old.get(k), v) for k, v in new.items() if k not in RESUME_FREE and old.get(k) != v}
+    if diff:
+        raise ValueError(f"{path} was written by a run with other settings {diff} (old, new). "
+                         "Resume with the same settings, choose another out_dir, or pass resume=False to start over.")
+
+
+def run_metrics(cfg: TrainConfig, state: dict, train_data: data_mod.Dataset, final: bool, total_steps: int) -> dict:
+    hist = state["history"]
+    return utils.to_jsonable({
+        "kind": "train", "complete": final and state["global_step"] >= total_steps,
+        "config": cfg.to_dict(), "data": train_data.label, "data_origin": train_data.origin,
+        "epochs_done": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
+        "best_epoch": state["best_epoch"], "best_holdout_pgd" if cfg.eps > 0 else "best_holdout_clean":
+            state["best_robust"], "final": hist[-1] if hist else None, "history": hist,
+    })

@@ -1,0 +1,113 @@
+"""Small helpers shared by the library: seeds, devices, progress bars, JSON, distributed ranks."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import torch
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def get_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# --------------------------------------------------------------------------- distributed (torchrun-ready)
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world_size): (0, 1) unless torch.distributed is initialised (e.g. under torchrun)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    return dist_info()[0] == 0
+
+
+def all_reduce_sum(values: list[float], device="cpu") -> list[float]:
+    """Sum numbers over ranks (identity on one process)."""
+    if dist_info()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def barrier() -> None:
+    if dist_info()[1] > 1:
+        torch.distributed.barrier()
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def progress(iterable: Optional[Iterable] = None, enabled: bool = True, **kw):
+    """A tqdm bar: a widget in an interactive notebook, compact text when ADVLIB_PROGRESS=text
+    (set by the headless course runner, so executed notebooks stay small), none when =off
+    or on ranks other than 0."""
+    mode = os.environ.get("ADVLIB_PROGRESS", "auto")
+    disable = (not enabled) or mode == "off" or not is_main()
+    if mode == "text":
+        from tqdm import tqdm
+        kw.setdefault("mininterval", 10.0)
+        kw.setdefault("ascii", True)
+        kw.setdefault("ncols", 100)
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(iterable, disable=disable, **kw)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as pretty JSON atomically (write a temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def update_json(path: os.PathLike, **entries: Any) -> dict:
+    """Merge ``entries`` into the JSON object at ``path`` (created if absent) and write it back."""
+    path = Path(path)
+    obj = read_json(path) if path.exists() else {}
+    obj.update(to_jsonable(entries))
+    write_json(path, obj)
+    return obj

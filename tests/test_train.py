@@ -1,0 +1,117 @@
+"""The training engine: methods, metrics, checkpoints, resume after an interruption."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advlib import losses, train
+
+
+def small_cfg(tmp_path, **kw):
+    base = dict(model="fast_cnn", dataset="mnist", source="sample", method="pgd", steps=2, eps=0.2,
+                epochs=2, batch_size=100, train_samples=1500, holdout=300, eval_samples=100, eval_steps=2,
+                optimizer="adam", lr=2e-3, weight_decay=0.0, schedule="cosine", eps_ramp_epochs=1,
+                out_dir=str(tmp_path / "run"), progress=False)
+    base.update(kw)
+    return train.TrainConfig(**base)
+
+
+@pytest.mark.parametrize("method", list(losses.METHODS))
+def test_every_method_trains_and_improves(tmp_path, method):
+    cfg = small_cfg(tmp_path, method=method, epochs=1, train_samples=2300, eps=0.1)
+    m = train.fit(cfg)
+    assert m["complete"] and m["epochs_done"] == 1
+    assert m["final"]["holdout_clean"] > 0.5, f"{method} did not learn: {m['final']}"
+
+
+def test_metrics_and_checkpoints_are_written(tmp_path):
+    cfg = small_cfg(tmp_path)
+    train.fit(cfg)
+    out = tmp_path / "run"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["complete"] and len(metrics["history"]) == 2
+    assert metrics["data"] == "MNIST (shipped sample)"
+    for key in ("holdout_clean", "holdout_pgd", "train_loss", "lr", "train_eps"):
+        assert key in metrics["history"][-1]
+    assert metrics["history"][0]["train_eps"] < cfg.eps  # the ramp
+    model = train.load_model(out / "best.pt", model_name="fast_cnn")
+    assert not model.training
+    with pytest.raises(ValueError, match="holds a 'fast_cnn' model, not 'small_cnn'"):
+        train.load_model(out / "best.pt", model_name="small_cnn")
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    cfg = small_cfg(tmp_path, epochs=0.1)
+    train.fit(cfg)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    ck["model_name"] = "small_cnn"  # a checkpoint whose weights do not fit its claimed model
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="do not fit a 'small_cnn' model"):
+        train.load_model(tmp_path / "bad.pt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not an advlib checkpoint"):
+        train.load_model(tmp_path / "foreign.pt")
+    with pytest.raises(FileNotFoundError, match="Train first"):
+        train.load_model(tmp_path / "missing.pt")
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at, every", [(13, 0), (19, 4)])
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch, stop_at, every):
+    """Kill the run at training step ``stop_at`` (mid-epoch 2 with 12 steps an epoch), resume it,
+    and compare with a run that was never interrupted: same weights, same history."""
+    ref = train.fit(small_cfg(tmp_path / "a", checkpoint_every=every))
+    ref_model = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)["model"]
+
+    real = losses.METHODS["pgd"]
+    calls = {"n": 0}
+
+    def interrupted(*args):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise Interrupt
+        return real(*args)
+
+    monkeypatch.setitem(losses.METHODS, "pgd", interrupted)
+    with pytest.raises(Interrupt):
+        train.fit(small_cfg(tmp_path / "b", checkpoint_every=every))
+    monkeypatch.setitem(losses.METHODS, "pgd", real)
+    ck = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)
+    done = ck["state"]["global_step"]
+    assert done == (16 if every else 12)  # the last checkpoint before the interruption
+    resumed = train.fit(small_cfg(tmp_path / "b", checkpoint_every=every))
+    got = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["model"]
+    for k in ref_model:
+        assert torch.equal(ref_model[k], got[k]), k
+    strip = lambda h: [{k: v for k, v in r.items() if k != "train_seconds"} for r in h]  # noqa: E731
+    assert strip(resumed["history"]) == strip(ref["history"])
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    train.fit(small_cfg(tmp_path, epochs=0.5))
+    with pytest.raises(ValueError, match="other settings"):
+        train.fit(small_cfg(tmp_path, epochs=0.5, lr=0.5))
+    train.fit(small_cfg(tmp_path, epochs=0.5, lr=0.5), resume=False)  # explicit restart works
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(ValueError, match="is for mnist, not cifar10"):
+        train.fit(small_cfg(tmp_path, dataset="cifar10"))
+    with pytest.raises(ValueError, match="Unknown training method"):
+        train.fit(small_cfg(tmp_path, method="magic"))
+    with pytest.raises(ValueError, match="eps must be in"):
+        train.fit(small_cfg(tmp_path, eps=8))
+
+
+def test_lr_schedules():
+    cfg = train.TrainConfig(schedule="cyclic", cyclic_peak=0.4)
+    assert train.lr_factor(cfg, 0.0) == 0 and train.lr_factor(cfg, 0.4) == 1 and train.lr_factor(cfg, 1.0) == 0
+    cfg = train.TrainConfig(schedule="multistep", milestones=(0.5, 0.75), gamma=0.1)
+    assert [round(train.lr_factor(cfg, t), 6) for t in (0.1, 0.6, 0.9)] == [1, 0.1, 0.01]
+    cfg = train.TrainConfig(eps=0.3, eps_ramp_epochs=2)
+    assert train.current_eps(cfg, 1.0) == pytest.approx(0.15) and train.current_eps(cfg, 5) == 0.3
