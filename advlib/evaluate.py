@@ -151,18 +151,24 @@ def sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Iterab
     return accs
 
 
-def format_table(rows: dict[str, dict], columns: Optional[Sequence[str]] = None) -> str:
-    """A markdown table from ``{row name: evaluate(...) result}``: Clean then each attack, in %."""
+def as_rows(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """``{name: evaluate(...) result}`` -> ``{name: {"Clean": acc, attack: acc, ...}}``."""
+    return {name: {"Clean": r["clean"], **r["robust"]} for name, r in results.items()}
+
+
+def percent_table(rows: dict[str, dict[str, float]], columns: Optional[Sequence[str]] = None) -> str:
+    """A markdown table of accuracies in % from ``{row: {column: accuracy in [0,1]}}``."""
     if columns is None:
         columns = []
         for r in rows.values():
-            for c in r["robust"]:
-                if c not in columns:
-                    columns.append(c)
-    head = "| model | Clean | " + " | ".join(columns) + " |\n|---|" + "---|" * (len(columns) + 1) + "\n"
-    lines = []
+            columns += [c for c in r if c not in columns]
+    out = "| | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns) + "\n"
     for name, r in rows.items():
-        cells = [f"{100 * r['clean']:.2f}"] + [f"{100 * r['robust'][c]:.2f}" if c in r["robust"] else "–"
-                                               for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return head + "\n".join(lines)
+        out += f"| {name} | " + " | ".join(f"{100 * r[c]:.2f}" if isinstance(r.get(c), (int, float)) else "–"
+                                            for c in columns) + " |\n"
+    return out
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """A markdown table (Clean, then each attack, in %) from ``{name: evaluate(...) result}``."""
+    return percent_table(as_rows(results))

@@ -205,21 +205,22 @@ def load_state(model: nn.Module, state: dict, source: str = "checkpoint") -> Non
 
 
 def quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-               batch_size: int = 500) -> tuple[float, float]:
-    """(clean accuracy, PGD accuracy) on tensors; ranks split the work when distributed."""
+               batch_size: int = 500) -> dict:
+    """Clean, FGSM and PGD accuracy on tensors; ranks split the work when distributed."""
+    from .evaluate import batched_accuracy
+
     rank, world = utils.dist_info()
     x, y = x[rank::world], y[rank::world]
-    correct = robust = 0
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        with attacks.model_mode(model, "eval"), torch.no_grad():
-            correct += (model(xb).argmax(1) == yb).sum().item()
-        if eps > 0:
-            xa = attacks.pgd(model, xb, yb, eps, alpha, steps)
-            with attacks.model_mode(model, "eval"), torch.no_grad():
-                robust += (model(xa).argmax(1) == yb).sum().item()
-    correct, robust, n = utils.all_reduce_sum([correct, robust, len(x)], device=x.device)
-    return correct / n, (robust / n if eps > 0 else float("nan"))
+    runs = {"clean": None}
+    if eps > 0:
+        runs["fgsm"] = lambda m, a, b: attacks.fgsm(m, a, b, eps)
+        runs["pgd"] = lambda m, a, b: attacks.pgd(m, a, b, eps, alpha, steps)
+    counts = [batched_accuracy(model, x, y, atk, batch_size) * len(x) for atk in runs.values()]
+    *counts, n = utils.all_reduce_sum(counts + [len(x)], device=x.device)
+    out = {f"holdout_{k}": c / n for k, c in zip(runs, counts)}
+    out.setdefault("holdout_fgsm", float("nan"))
+    out.setdefault("holdout_pgd", float("nan"))
+    return out
 
 
 # --------------------------------------------------------------------------- the engine
@@ -327,10 +328,11 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         bar.close()
         state["train_seconds"] += time.perf_counter() - t0
         loss_sum, correct, seen = utils.all_reduce_sum([loss_sum, correct, seen], device=device)
-        clean, robust = quick_eval(model, hx, hy, cfg.eps, eval_alpha, cfg.eval_steps)
+        ev = quick_eval(model, hx, hy, cfg.eps, eval_alpha, cfg.eval_steps)
+        clean, robust = ev["holdout_clean"], ev["holdout_pgd"]
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_eps": eps,
                "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-               "holdout_clean": clean, "holdout_pgd": robust, "train_seconds": state["train_seconds"]}
+               **ev, "train_seconds": state["train_seconds"]}
         state["history"].append(row)
         state["epoch"], state["step_in_epoch"], state["running"] = epoch + 1, 0, (0, 0, 0.0)
         score = robust if cfg.eps > 0 else clean
@@ -340,7 +342,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         checkpoint(last)
         write_metrics(final=False)
         if utils.is_main() and cfg.progress:
-            rob = f", PGD-{cfg.eval_steps} {robust:.1%}" if cfg.eps > 0 else ""
+            rob = f", FGSM {ev['holdout_fgsm']:.1%}, PGD-{cfg.eval_steps} {robust:.1%}" if cfg.eps > 0 else ""
             print(f"epoch {epoch + 1}/{n_epochs}: loss {row['train_loss']:.3f}, train acc {row['train_acc']:.1%}, "
                   f"held-out clean {clean:.1%}{rob} ({state['train_seconds']:.0f}s)", flush=True)
     utils.barrier()

@@ -23,7 +23,7 @@ def test_robust_below_clean_and_per_attack_sizes(trained_mnist, mnist_sample):
     assert res["attacks"]["PGD-10×2"] == {"spec": "pgd-10x2", "name": "PGD-10×2", "kind": "pgd", "eps": 0.1,
                                          "alpha": 0.02, "steps": 10, "restarts": 2, "loss": "ce",
                                          "random_start": True}
-    assert "| fast_cnn |" in evaluate.format_table({"fast_cnn": res})
+    assert "| fast_cnn | " in evaluate.format_table({"fast_cnn": res})
 
 
 @pytest.mark.parametrize("spec, name", [("pgd-20", "PGD-20"), ("pgd-50x10", "PGD-50×10"), ("cw-20", "CW∞-20"),

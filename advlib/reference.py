@@ -1,0 +1,253 @@
+"""Published figures the course compares its own numbers with, as plain Python data.
+
+Transcribed from the course's reference sheet ``shared/reference/rslad-table.md``. All CIFAR-10
+figures are L∞ with ε = 8/255, all MNIST figures L∞ with ε = 0.3; accuracies are in %.
+
+* :data:`RSLAD_BEST`, :data:`RSLAD_LAST`: RSLAD paper, Table 2 (best and last checkpoint), keyed by
+  ``(model, method)``, values in the order of :data:`RSLAD_COLUMNS`.
+* :data:`RSLAD_REPRODUCTION`: an independent reproduction (last checkpoint); ``None`` = not reported.
+* :data:`ANCHORS`: other single-model anchors (TRADES, fast_adversarial, AutoAttack READMEs).
+
+:func:`published_tables` gives all of them as uniform tables (for the course report) and
+:func:`match` finds the published rows that correspond to one of our table rows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+SHEET = "shared/reference/rslad-table.md"
+EPS = {"cifar10": "8/255", "mnist": "0.3"}
+EPS_VALUE = {"cifar10": 8 / 255, "mnist": 0.3}
+
+# --------------------------------------------------------------------------- RSLAD, Table 2
+
+RSLAD_CITATION = ('Zi, Zhao, Ma, Jiang: "Revisiting Adversarial Robustness Distillation: Robust Soft Labels '
+                  'Make Student Better", ICCV 2021, Table 2')
+RSLAD_NOTE = ("CIFAR-10, L∞, ε = 8/255. Teacher for the distillation rows (ARD, IAD, RSLAD): WRN-34-10 trained "
+              "with TRADES. PGD_SAT and PGD_TRADES are 20-step PGD on the CE and the TRADES KL objective; CW∞ is "
+              "PGD on the CW margin; AA is AutoAttack.")
+RSLAD_COLUMNS = ("Clean", "FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA")
+RSLAD_MODELS = ("ResNet-18", "MobileNetV2")
+RSLAD_METHODS = ("Natural", "SAT", "TRADES", "ARD", "IAD", "RSLAD")
+
+RSLAD_BEST: dict[tuple[str, str], tuple[float, ...]] = {
+    ("ResNet-18", "Natural"): (94.65, 19.26, 0.0, 0.0, 0.0, 0.0),
+    ("ResNet-18", "SAT"): (83.38, 56.41, 49.11, 51.11, 48.67, 45.83),
+    ("ResNet-18", "TRADES"): (81.93, 57.49, 52.66, 53.68, 50.58, 49.23),
+    ("ResNet-18", "ARD"): (83.93, 59.31, 52.05, 54.20, 51.22, 49.19),
+    ("ResNet-18", "IAD"): (83.24, 58.60, 52.21, 54.18, 51.25, 49.10),
+    ("ResNet-18", "RSLAD"): (83.38, 60.01, 54.24, 55.94, 53.30, 51.49),
+    ("MobileNetV2", "Natural"): (92.95, 14.47, 0.0, 0.0, 0.0, 0.0),
+    ("MobileNetV2", "SAT"): (82.48, 56.44, 50.10, 51.74, 49.33, 46.32),
+    ("MobileNetV2", "TRADES"): (80.57, 56.05, 51.06, 52.36, 49.36, 47.17),
+    ("MobileNetV2", "ARD"): (83.20, 58.06, 50.86, 52.87, 50.39, 48.34),
+    ("MobileNetV2", "IAD"): (81.91, 57.00, 51.88, 53.23, 50.45, 48.40),
+    ("MobileNetV2", "RSLAD"): (83.40, 59.06, 53.16, 54.78, 51.91, 50.17),
+}
+
+RSLAD_LAST: dict[tuple[str, str], tuple[float, ...]] = {
+    ("ResNet-18", "Natural"): (94.65, 19.26, 0.0, 0.0, 0.0, 0.0),
+    ("ResNet-18", "SAT"): (84.44, 55.37, 46.22, 48.72, 47.14, 43.64),
+    ("ResNet-18", "TRADES"): (82.20, 57.86, 52.30, 53.66, 50.69, 49.27),
+    ("ResNet-18", "ARD"): (84.23, 59.33, 51.52, 53.74, 51.24, 48.90),
+    ("ResNet-18", "IAD"): (83.90, 58.95, 51.35, 53.15, 50.52, 48.48),
+    ("ResNet-18", "RSLAD"): (83.33, 59.90, 54.14, 55.61, 53.22, 51.32),
+    ("MobileNetV2", "Natural"): (92.78, 14.59, 0.0, 0.0, 0.0, 0.0),
+    ("MobileNetV2", "SAT"): (82.89, 56.43, 49.71, 51.48, 49.07, 45.92),
+    ("MobileNetV2", "TRADES"): (80.57, 56.05, 51.06, 52.36, 49.36, 47.17),
+    ("MobileNetV2", "ARD"): (83.42, 57.94, 50.63, 52.44, 50.09, 48.01),
+    ("MobileNetV2", "IAD"): (83.49, 57.44, 49.77, 51.85, 49.41, 46.98),
+    ("MobileNetV2", "RSLAD"): (83.11, 59.08, 53.04, 54.50, 51.60, 49.90),
+}
+
+REPRODUCTION_CITATION = ("An independent reproduction of RSLAD (last checkpoint), as quoted on the course's "
+                         "reference sheet")
+REPRODUCTION_NOTE = "CIFAR-10, L∞, ε = 8/255. CW∞ was not reported (–)."
+RSLAD_REPRODUCTION: dict[tuple[str, str], tuple[Optional[float], ...]] = {
+    ("ResNet-18", "RSLAD"): (83.54, 60.18, 54.22, 55.73, None, 51.67),
+    ("MobileNetV2", "RSLAD"): (82.87, 59.14, 53.39, 54.76, None, 50.67),
+}
+
+# --------------------------------------------------------------------------- other anchors
+
+TRADES_CITATION = ('Zhang, Yu, Jiao, Xing, El Ghaoui, Jordan: "Theoretically Principled Trade-off between Robustness '
+                   'and Accuracy", ICML 2019; repository README https://github.com/yaodongyu/TRADES')
+FAST_CITATION = ('Wong, Rice, Kolter: "Fast is better than free: Revisiting adversarial training", ICLR 2020; '
+                 'repository README https://github.com/locuslab/fast_adversarial')
+AUTOATTACK_CITATION = ('Croce, Hein: "Reliable evaluation of adversarial robustness with an ensemble of diverse '
+                       'parameter-free attacks", ICML 2020; repository README https://github.com/fra31/auto-attack')
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """One published model: clean, robust (under ``robust_attack``) and AutoAttack accuracy in %."""
+    source: str
+    setting: str
+    dataset: str  # "cifar10" | "mnist"
+    model: str
+    method: str
+    clean: float
+    robust: float
+    robust_attack: str  # "" when the sheet does not name it
+    aa: float
+    citation: str
+
+    @property
+    def eps(self) -> str:
+        return EPS[self.dataset]
+
+    @property
+    def title(self) -> str:
+        return f"{self.source}: {self.setting}"
+
+
+ANCHORS: tuple[Anchor, ...] = (
+    Anchor("TRADES repo README", "WRN-34-10, CIFAR-10", "cifar10", "WRN-34-10", "TRADES",
+           84.92, 56.61, "PGD-20", 53.08, TRADES_CITATION),
+    Anchor("fast_adversarial README / RobustBench",
+           "PreActResNet-18, FGSM with random start, 15 epochs, 12 GPU-minutes", "cifar10", "PreActResNet-18",
+           "FGSM", 83.34, 46.06, "PGD-50×10", 43.21, FAST_CITATION + "; AA figure via RobustBench"),
+    Anchor("AutoAttack README", "Madry WRN-34-10", "cifar10", "WRN-34-10", "SAT",
+           87.14, 47.04, "", 44.04, AUTOATTACK_CITATION),
+    Anchor("TRADES repo README", "MNIST SmallCNN, β = 1, 100 epochs", "mnist", "SmallCNN", "TRADES",
+           99.48, 96.07, "PGD-40", 92.81, TRADES_CITATION),
+    Anchor("fast_adversarial (MNIST)", "small CNN, FGSM α = 0.375, 10 epochs", "mnist", "small CNN", "FGSM",
+           98.50, 88.77, "PGD-50×10, α 0.01", 82.93, FAST_CITATION),
+)
+ANCHOR_COLUMNS = ("Clean", "robust", "AA")
+
+
+# --------------------------------------------------------------------------- uniform tables
+
+
+def published_tables() -> list[dict]:
+    """Every published table as ``{key, title, citation, dataset, eps, note, columns, rows}`` where ``rows``
+    is ``{row name: {column: value in % or None}}`` (``robust`` cells of anchors carry their attack as
+    ``robust_attack`` in a separate dict ``attacks``)."""
+    def rslad_rows(table):
+        return {f"{m} {meth}": dict(zip(RSLAD_COLUMNS, v)) for (m, meth), v in table.items()}
+
+    tables = [
+        dict(key="rslad_best", title="RSLAD paper, Table 2, best checkpoint", citation=RSLAD_CITATION,
+             dataset="cifar10", eps=EPS["cifar10"], note=RSLAD_NOTE, columns=list(RSLAD_COLUMNS),
+             rows=rslad_rows(RSLAD_BEST), attacks={}),
+        dict(key="rslad_last", title="RSLAD paper, Table 2, last checkpoint", citation=RSLAD_CITATION,
+             dataset="cifar10", eps=EPS["cifar10"], note=RSLAD_NOTE, columns=list(RSLAD_COLUMNS),
+             rows=rslad_rows(RSLAD_LAST), attacks={}),
+        dict(key="rslad_reproduction", title="Independent reproduction of RSLAD, last checkpoint",
+             citation=REPRODUCTION_CITATION, dataset="cifar10", eps=EPS["cifar10"], note=REPRODUCTION_NOTE,
+             columns=list(RSLAD_COLUMNS), rows=rslad_rows(RSLAD_REPRODUCTION), attacks={}),
+    ]
+    rows, attacks = {}, {}
+    for a in ANCHORS:
+        rows[a.title] = {"Clean": a.clean, "robust": a.robust, "AA": a.aa}
+        attacks[a.title] = a.robust_attack
+    tables.append(dict(key="anchors", title="Other anchors", citation="; ".join(dict.fromkeys(
+        a.citation for a in ANCHORS)), dataset="cifar10+mnist", eps="CIFAR-10 8/255, MNIST 0.3",
+        note="robust = the attack named in brackets (not named on the sheet for the Madry model).",
+        columns=list(ANCHOR_COLUMNS), rows=rows, attacks=attacks))
+    return tables
+
+
+# --------------------------------------------------------------------------- matching our rows
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"[^0-9a-z]+", str(text).lower()) if t]
+
+
+def _norm(text: str) -> str:
+    return "".join(_tokens(text))
+
+
+def dataset_of(label: str) -> Optional[str]:
+    """'mnist' / 'cifar10' / None from a data label such as 'CIFAR-10 (JPEG copy)'."""
+    n = _norm(label or "")
+    if n.startswith("mnist"):
+        return "mnist"
+    if n.startswith("cifar10"):
+        return "cifar10"
+    return None
+
+
+def model_of(text: str) -> Optional[str]:
+    """The published model name mentioned in ``text`` (a row, table or setting name), if any."""
+    n = _norm(text)
+    if "preact" in n:
+        return "PreActResNet-18"
+    if "mobilenet" in n:
+        return "MobileNetV2"
+    if "wrn" in n or "wideresnet" in n:
+        return "WRN-34-10"  # the only wide ResNet with published figures here
+    if "resnet18" in n:
+        return "ResNet-18"
+    if "smallcnn" in n:
+        return "SmallCNN"
+    return None
+
+
+def method_of(text: str) -> Optional[str]:
+    """The training method named in ``text``: RSLAD, IAD, ARD, TRADES, FGSM, SAT (PGD / Madry adversarial
+    training) or Natural; None if none is named."""
+    toks = _tokens(text)
+    n = "".join(toks)
+    if "rslad" in n:
+        return "RSLAD"
+    if "iad" in toks:
+        return "IAD"
+    if "ard" in toks:
+        return "ARD"
+    if "trades" in n:
+        return "TRADES"
+    if "fgsm" in n:
+        return "FGSM"
+    if any(t in toks for t in ("sat", "madry", "pgdat")) or "pgd" in n:
+        return "SAT"
+    if any(t in toks for t in ("natural", "standard", "plain", "undefended")):
+        return "Natural"
+    return None
+
+
+def match(dataset: str, row: str, context: Sequence[str] = ()) -> list[dict]:
+    """Published rows that obviously correspond to our table row ``row`` measured on ``dataset``.
+
+    ``context`` holds further text to find the model in (the table name, the notebook's model setting).
+    MNIST: a row naming TRADES is set beside the TRADES SmallCNN anchor, one naming FGSM beside the
+    fast_adversarial MNIST anchor, one naming PGD (adversarial training) beside both MNIST anchors.
+    CIFAR-10: model + method, against RSLAD Table 2 (best, last, reproduction) and the anchors.
+    Returns ``[{"kind": "rslad"|"anchor", "title", "citation", "values": {...}, "attack": str}]``.
+    """
+    out: list[dict] = []
+    method = method_of(row)
+    if method is None:
+        return out
+    if dataset == "mnist":
+        mnist = [a for a in ANCHORS if a.dataset == "mnist"]
+        picks = [a for a in mnist if a.method == method] if method in ("TRADES", "FGSM") else (
+            mnist if method == "SAT" else [])
+        for a in picks:
+            out.append(_anchor_entry(a))
+        return out
+    if dataset != "cifar10":
+        return out
+    model = model_of(row) or next((m for m in map(model_of, context) if m), None)
+    if model is None:
+        return out
+    for title, table, cit in (("RSLAD Table 2, best checkpoint", RSLAD_BEST, RSLAD_CITATION),
+                              ("RSLAD Table 2, last checkpoint", RSLAD_LAST, RSLAD_CITATION),
+                              ("independent reproduction, last checkpoint", RSLAD_REPRODUCTION,
+                               REPRODUCTION_CITATION)):
+        if (model, method) in table:
+            out.append({"kind": "rslad", "title": title, "citation": cit,
+                        "values": dict(zip(RSLAD_COLUMNS, table[(model, method)])), "attack": ""})
+    for a in ANCHORS:
+        if a.dataset == "cifar10" and a.model == model and a.method == method:
+            out.append(_anchor_entry(a))
+    return out
+
+
+def _anchor_entry(a: Anchor) -> dict:
+    return {"kind": "anchor", "title": a.title, "citation": a.citation,
+            "values": {"Clean": a.clean, "robust": a.robust, "AA": a.aa}, "attack": a.robust_attack}

@@ -1,0 +1,217 @@
+"""Figures and the computation behind the epsilon slider, as plain functions.
+
+:class:`FGSMExplorer` caches the model's predictions and the loss gradient's sign on a fixed
+test subset. The FGSM example :math:`x + \\varepsilon\\,\\mathrm{sign}(\\nabla_x J)` then costs
+one clamp and one forward pass for any epsilon, so the slider stays responsive on a laptop CPU.
+"""
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import attacks
+
+EPS_LABEL = r"$\varepsilon$ ($L_\infty$, pixel range [0, 1])"
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted labels, their softmax confidence), in eval mode (restored after)."""
+    preds, confs = [], []
+    with attacks.model_mode(model, "eval"):
+        for i in range(0, len(x), batch_size):
+            p = F.softmax(model(x[i:i + batch_size]), 1)
+            c, k = p.max(1)
+            preds.append(k)
+            confs.append(c)
+    return torch.cat(preds), torch.cat(confs)
+
+
+class FGSMExplorer:
+    """FGSM at any epsilon on a fixed subset, with cached gradients and results."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: Optional[Sequence[str]] = None,
+                 show: Sequence[int] = (0, 1, 2, 3, 4, 5), cache_size: int = 64):
+        attacks.check_inputs(x, y)
+        self.model, self.x, self.y = model, x, y
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(10)]
+        self.show = list(show)
+        with attacks.model_mode(model, "eval"), attacks.frozen(model):
+            g, _, _ = attacks.input_gradient(model, x, y)
+        self.grad_sign = g.sign()
+        self.clean_pred, self.clean_conf = predict(model, x)
+        self.clean_accuracy = (self.clean_pred == y).float().mean().item()
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_size = cache_size
+
+    def adversarial(self, eps: float) -> torch.Tensor:
+        attacks.check_inputs(self.x, eps=eps)
+        return (self.x + eps * self.grad_sign).clamp(0, 1)
+
+    def at(self, eps: float) -> dict:
+        """Accuracy and per-image predictions at ``eps`` (cached)."""
+        key = round(float(eps), 6)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        x_adv = self.adversarial(eps)
+        pred, conf = predict(self.model, x_adv)
+        out = {"eps": key, "accuracy": (pred == self.y).float().mean().item(), "pred": pred, "conf": conf,
+               "x_adv": x_adv[self.show]}
+        self._cache[key] = out
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def readout(self, eps: float) -> str:
+        r = self.at(eps)
+        fooled = ((r["pred"] != self.y) & (self.clean_pred == self.y)).sum().item()
+        return (f"ε = {eps:.3f}: FGSM accuracy {100 * r['accuracy']:.1f}% on {len(self.y)} test images "
+                f"(clean {100 * self.clean_accuracy:.1f}%; {fooled} correct predictions flipped)")
+
+    def figure(self, eps: float, amplify: Optional[float] = None):
+        """Original, perturbation (amplified to the full colour range) and adversarial image for the
+        ``show`` images, each with its prediction and confidence."""
+        r = self.at(eps)
+        return image_grid(self.x[self.show], r["x_adv"], self.y[self.show],
+                          self.clean_pred[self.show], self.clean_conf[self.show],
+                          r["pred"][self.show], r["conf"][self.show], self.classes, eps)
+
+    def png(self, eps: float) -> bytes:
+        fig = self.figure(eps)
+        data = fig_to_png(fig)
+        plt.close(fig)
+        return data
+
+
+def _to_hwc(img: torch.Tensor) -> np.ndarray:
+    a = img.detach().cpu().numpy()
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
+def image_grid(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, conf: torch.Tensor,
+               pred_adv: torch.Tensor, conf_adv: torch.Tensor, classes: Sequence[str], eps: float,
+               size: float = 1.6):
+    """A 3-row grid: originals, perturbations (amplified), adversarial images, titled with
+    prediction and confidence (green when right, red when wrong)."""
+    n = len(x)
+    fig, axes = plt.subplots(3, n, figsize=(size * n, size * 3.3), squeeze=False)
+    delta = (x_adv - x)
+    scale = max(delta.abs().max().item(), 1e-12)
+    gray = x.shape[1] == 1
+    for j in range(n):
+        for i, (img, title, ok) in enumerate([
+            (x[j], f"{classes[pred[j]]} ({100 * conf[j]:.0f}%)", pred[j] == y[j]),
+            (None, None, None),
+            (x_adv[j], f"{classes[pred_adv[j]]} ({100 * conf_adv[j]:.0f}%)", pred_adv[j] == y[j]),
+        ]):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 1:
+                d = _to_hwc(delta[j] / (2 * scale) + 0.5)
+                ax.imshow(d, cmap="RdBu_r" if gray else None, vmin=0, vmax=1)
+                continue
+            ax.imshow(_to_hwc(img), cmap="gray" if gray else None, vmin=0, vmax=1)
+            ax.set_title(title, fontsize=9, color="green" if ok else "red")
+    axes[0, 0].set_ylabel("original", fontsize=9)
+    axes[1, 0].set_ylabel(f"perturbation\n(×{0.5 / scale:.1f})" if eps > 0 else "perturbation", fontsize=9)
+    axes[2, 0].set_ylabel(f"adversarial\nε = {eps:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_to_png(fig, dpi: int = 80) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_accuracy_vs_eps(eps: Sequence[float], series: dict[str, Sequence[float]], title: str = "",
+                         ax=None, markers: bool = True, mark_eps: Optional[float] = None):
+    """Accuracy (%) against epsilon, one line per series."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4))
+    for name, acc in series.items():
+        ax.plot(list(eps), [100 * a for a in acc], marker="o" if markers else None, ms=4, label=name)
+    if mark_eps is not None:
+        ax.axvline(mark_eps, color="gray", ls=":", lw=1)
+    ax.set_xlabel(EPS_LABEL)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdout_clean", "holdout_pgd"),
+                 labels: Optional[dict] = None, title: str = ""):
+    """Per-epoch held-out accuracies of several training runs."""
+    labels = labels or {"holdout_clean": "clean", "holdout_pgd": "PGD", "holdout_fgsm": "FGSM"}
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    styles = ["-", "--", ":", "-."]
+    for c, (name, hist) in enumerate(histories.items()):
+        for s, k in enumerate(keys):
+            ep = [h["epoch"] for h in hist]
+            ax.plot(ep, [100 * h[k] for h in hist], styles[s % 4], color=f"C{c}", marker="o", ms=3,
+                    label=f"{name}: {labels.get(k, k)}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title: str = ""):
+    """Grouped bars: one group per row (model), one bar per column (attack), in %."""
+    rows = list(table)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 4))
+    w = 0.8 / len(columns)
+    for j, c in enumerate(columns):
+        vals = [100 * table[r].get(c, np.nan) for r in rows]
+        ax.bar(np.arange(len(rows)) + (j - (len(columns) - 1) / 2) * w, vals, w, label=c)
+    ax.set_xticks(np.arange(len(rows)))
+    ax.set_xticklabels(rows, rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(columns))
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def recipe_table(configs: dict) -> str:
+    """A markdown table of the hyper-parameters that differ between training configs."""
+    keys = ["method", "epochs", "batch_size", "optimizer", "lr", "schedule", "eps", "eps_ramp_epochs", "steps",
+            "alpha", "mix", "beta", "model"]
+    dicts = {n: c.to_dict() for n, c in configs.items()}
+    used = {"method": lambda d: True, "steps": lambda d: d["method"] in ("pgd", "trades", "mart"),
+            "alpha": lambda d: d["method"] not in ("standard", "fgsm_two_pass", "fgsm_weighted"),
+            "mix": lambda d: d["method"] == "fgsm_weighted", "beta": lambda d: d["method"] in ("trades", "mart"),
+            "eps": lambda d: d["method"] != "standard"}
+
+    def cell(d, k):
+        if k in used and not used[k](d):
+            return "–"
+        v = d[k]
+        if k == "alpha" and v is None:
+            return "default"
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    out = "| run | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
+    for n, d in dicts.items():
+        out += f"| {n} | " + " | ".join(cell(d, k) for k in keys) + " |\n"
+    return out
