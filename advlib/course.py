@@ -1,6 +1,7 @@
 """One command runs the course; a second writes the results report.
 
-Command line (``make course PROFILE=cpu`` calls both)::
+Command line (``make course PROFILE=cpu`` runs the first, which also writes the report;
+``make report PROFILE=cpu`` the second)::
 
     python -m advlib.course run --profile {smoke,cpu,gpu} [--notebooks DIR] [--only NAME ...] [--restart]
     python -m advlib.course report --profile {smoke,cpu,gpu} [--notebooks DIR]
@@ -240,19 +241,21 @@ def _locate_cell(src_nb: dict, source: str) -> tuple[Optional[int], Optional[int
     return None, None, len(cells)
 
 
+def resume_command(profile: str, notebooks_dir: Optional[os.PathLike] = None) -> str:
+    """How to go on after a failure, as text for the terminal."""
+    if notebooks_dir is not None and Path(notebooks_dir).resolve() != default_notebooks_dir().resolve():
+        return f"`python -m advlib.course run --profile {profile} --notebooks {notebooks_dir}`"
+    return f"`make course PROFILE={profile}` (or `python -m advlib.course run --profile {profile}`)"
+
+
 def describe_failure(name: str, src: Path, out: Path, err: BaseException, profile: str,
                      notebooks_dir: Optional[Path]) -> tuple[str, str]:
     """(short error for course.json, message for the terminal)."""
     from papermill.exceptions import PapermillExecutionError
 
-    resume = f"make course PROFILE={profile}"
-    alt = f"python -m advlib.course run --profile {profile}"
-    if notebooks_dir is not None and Path(notebooks_dir).resolve() != default_notebooks_dir().resolve():
-        resume = f"{alt} --notebooks {notebooks_dir}"
-        alt = None
     tail = (f"Executed copy with the full traceback: {_rel(out)}\n"
-            f"Fix the cause, then run `{resume}` again" + (f" (or `{alt}`)" if alt else "") +
-            f": it resumes at {name} (notebooks already done are skipped; --restart reruns all).")
+            f"Fix the cause, then run {resume_command(profile, notebooks_dir)} again: it resumes at {name} "
+            "(notebooks already done are skipped; --restart reruns all).")
     if isinstance(err, PapermillExecutionError):
         try:
             cell_no, code_no, n_cells = _locate_cell(read_notebook(src), err.source)
@@ -316,6 +319,8 @@ def run_course(profile: str, notebooks_dir: Optional[os.PathLike] = None, only: 
     say(f"Course, profile {profile}: {n_total} notebooks in {_rel(nb_dir)} -> {_rel(pdir)}/ "
         f"({n_run} to run{', ' + str(sum(v.startswith('skip') for v in todo.values())) + ' done earlier' if n_run < n_total else ''})")
     first = next((n for n in names if todo[n].startswith("run")), None)
+    if first is None:
+        say("Nothing to run: every notebook is done and unchanged (--restart reruns all, --only NAME one).")
     if first and any(todo[n].startswith("skip") for n in names[:names.index(first)]):
         say(f"Resuming at {first} ({todo[first].split(':', 1)[1]}).")
 
@@ -346,14 +351,16 @@ def run_course(profile: str, notebooks_dir: Optional[os.PathLike] = None, only: 
         if mode != "off":
             bar = {"desc": f"  {name}", "unit": "cell", "ncols": 100, "ascii": mode == "text", "leave": False,
                    "file": sys.stderr}
-            if not sys.stderr.isatty():
-                bar["mininterval"] = 30.0
+            if not sys.stderr.isatty():  # a log file: keep the final bar line, update rarely
+                bar.update(ascii=True, leave=True, mininterval=60.0)
         t0 = time.perf_counter()
         err: Optional[BaseException] = None
         try:
             with _kernel_env(profile):
                 pm.execute_notebook(str(src), str(dst), parameters={"profile": profile}, cwd=str(nb_dir),
-                                    kernel_name="python3", progress_bar=bar, log_output=False)
+                                    kernel_name="python3", progress_bar=bar, log_output=False,
+                                    # quiet kernel start-up (its "running over TCP" warning is noise here)
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
         except KeyboardInterrupt as e:
             err, interrupted = e, True
         except Exception as e:  # noqa: BLE001 - any failure of a notebook is recorded, not raised
@@ -368,7 +375,7 @@ def run_course(profile: str, notebooks_dir: Optional[os.PathLike] = None, only: 
             entry["status"] = "failed"
             if interrupted:
                 short, msg = "interrupted (Ctrl-C)", (f"\nINTERRUPTED: {name}.ipynb after {fmt_seconds(seconds)}. "
-                                                      f"Run `make course PROFILE={profile}` again to resume at it.")
+                                                      f"Run {resume_command(profile, nb_dir)} again to resume at it.")
             else:
                 short, msg = describe_failure(name, src, dst, err, profile, nb_dir)
             entry["error"] = short
@@ -378,7 +385,7 @@ def run_course(profile: str, notebooks_dir: Optional[os.PathLike] = None, only: 
 
     result["seconds"] = round(time.perf_counter() - t_course, 2)
     result["notebooks"] = {n: status["notebooks"].get(n) for n in names}
-    say(summary(profile, names, status, result))
+    say(summary(profile, names, status, result, nb_dir))
     if report:
         try:
             result["report"] = write_report(profile, notebooks_dir=nb_dir)
@@ -390,7 +397,8 @@ def run_course(profile: str, notebooks_dir: Optional[os.PathLike] = None, only: 
     return result
 
 
-def summary(profile: str, names: Sequence[str], status: dict, result: dict) -> str:
+def summary(profile: str, names: Sequence[str], status: dict, result: dict,
+            notebooks_dir: Optional[os.PathLike] = None) -> str:
     width = max(len(n) for n in names) if names else 10
     lines = [f"\nSummary, profile {profile} (this run: {fmt_seconds(result['seconds'])}):"]
     total = 0.0
@@ -406,7 +414,7 @@ def summary(profile: str, names: Sequence[str], status: dict, result: dict) -> s
         lines.append(f"  {n:<{width}}  {st:<8} {secs:>14}{note}")
     lines.append(f"  {'total':<{width}}  {'':<8} {fmt_seconds(total):>14}")
     if result["failed"]:
-        lines.append(f"Stopped at {result['failed']}; `make course PROFILE={profile}` resumes there.")
+        lines.append(f"Stopped at {result['failed']}; {resume_command(profile, notebooks_dir)} resumes there.")
     return "\n".join(lines)
 
 
@@ -452,7 +460,7 @@ def fmt_cell(v: Any, percent: bool = True) -> str:
 def fmt_eps(v: Any) -> str:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         k = v * 255
-        if v > 0 and abs(k - round(k)) < 1e-6 and v < 0.25:
+        if 0 < v < 0.25 and abs(k - round(k)) < 1e-6 and round(v, 3) != v:  # 8/255, but 0.2 stays 0.2
             return f"{int(round(k))}/255"
         return f"{v:g}"
     return "–" if v is None else str(v)
@@ -478,7 +486,7 @@ def _table_blocks(name: str, t: dict) -> list:
         cap.append("accuracies in %")
     if t.get("note"):
         cap.append(str(t["note"]))
-    return [("h", 4, f"Table: {name}"), ("table", [""] + [str(c) for c in cols], body, "; ".join(cap))]
+    return [("h", 3, f"Table: {name}"), ("table", [""] + [str(c) for c in cols], body, "; ".join(cap))]
 
 
 def _values_block(values: dict) -> list:
@@ -493,7 +501,31 @@ def _values_block(values: dict) -> list:
         else:
             s = fmt_cell(v, percent=False)
         rows.append([str(k), s])
-    return [("h", 4, "Key values"), ("table", ["value", ""], rows, "")]
+    return [("h", 3, "Key values"), ("table", ["name", "value"], rows, "")]
+
+
+def _curve_blocks(name: str, c: dict) -> list:
+    """A short curve as a table (x across, one row per series); a long one only named."""
+    x, series = list(c.get("x") or []), c.get("series") or {}
+    xl, yl = str(c.get("x_label", "x")), str(c.get("y_label", ""))
+    if not x or len(x) > 15:
+        return [("p", f"Curve `{name}`: {len(x)} points of {yl or 'y'} against {xl} (in metrics.json).")]
+    fx = fmt_eps if xl.lower() in ("eps", "epsilon", "ε") else (lambda v: fmt_cell(v, percent=False))
+    pct = _is_accuracy_name(yl or "accuracy")
+    converted = any(is_fraction(v) for s in series.values() for v in s) and pct
+    rows = [[str(k)] + [fmt_cell(v, pct) for v in s] for k, s in series.items()]
+    cap = f"{yl} in %" if converted else yl
+    return [("h", 3, f"Curve: {name}"), ("table", [f"{xl} →"] + [fx(v) for v in x], rows, cap)]
+
+
+def data_label(m: dict) -> str:
+    """The ``data`` entry of a metrics file as text ('MNIST (shipped sample)'; a dict as 'k: v, ...')."""
+    d = m.get("data")
+    if not d:
+        return "not recorded"
+    if isinstance(d, dict):
+        return ", ".join(f"{k}: {v}" for k, v in d.items())
+    return str(d)
 
 
 def _eps_of(m: dict) -> Any:
@@ -547,7 +579,7 @@ def gather(profile: str, notebooks_dir: Optional[os.PathLike] = None) -> list[di
 def _notebook_blocks(nb: dict, profile: str) -> list:
     m = nb["metrics"] or {}
     blocks: list = [("h", 2, nb["title"])]
-    data = m.get("data") or "not recorded"
+    data = data_label(m)
     facts = [f"Notebook `{nb['name']}.ipynb`", f"data: **{data}**", f"profile: **{m.get('profile', profile)}**",
              f"wall time: **{fmt_seconds(nb['seconds'])}**", f"status: {nb['status']}"]
     eps = _eps_of(m)
@@ -568,10 +600,12 @@ def _notebook_blocks(nb: dict, profile: str) -> list:
                                                     for k, v in settings.items())))
     for tname, t in (m.get("tables") or {}).items():
         blocks += _table_blocks(tname, t)
+    for cname, c in (m.get("curves") or {}).items():
+        blocks += _curve_blocks(cname, c)
     blocks += _values_block(m.get("values") or {})
     ts = m.get("train_seconds") or {}
     if ts:
-        blocks += [("h", 4, "Training time"),
+        blocks += [("h", 3, "Training time"),
                    ("table", ["model", "seconds", ""], [[str(k), fmt_cell(v, False), fmt_seconds(v)]
                                                         for k, v in ts.items()], "")]
     for fname, file in (m.get("figures") or {}).items():
@@ -644,7 +678,7 @@ def comparisons(notebooks: list[dict], profile: str) -> list[dict]:
     found = []
     for nb in notebooks:
         m = nb["metrics"] or {}
-        ds = reference.dataset_of(m.get("data") or "")
+        ds = reference.dataset_of(m.get("data")) if isinstance(m.get("data"), str) else None
         if ds is None:
             continue
         settings = m.get("settings") or {}
@@ -822,7 +856,7 @@ def report_blocks(profile: str, notebooks_dir: Optional[os.PathLike] = None) -> 
     if status.get("updated"):
         facts.append(f"last run {status['updated']}")
     blocks.append(("p", " · ".join(facts)))
-    blocks.append(("p", f"Machine: {mach.get('platform')}, {mach.get('cpus')} CPUs, torch {mach.get('torch')}, "
+    blocks.append(("p", f"Machine (of the run): {mach.get('platform')}, {mach.get('cpus')} CPUs, torch {mach.get('torch')}, "
                         f"device: {mach.get('device')}"))
     total = sum(nb["seconds"] or 0 for nb in notebooks)
     counts: dict[str, int] = {}
@@ -833,7 +867,7 @@ def report_blocks(profile: str, notebooks_dir: Optional[os.PathLike] = None) -> 
     if profile == "smoke":
         blocks.append(("warn", "Profile smoke: a few batches only, to check that everything runs. "
                                "The numbers are not meaningful."))
-    weak = [(nb["name"], nb["metrics"].get("data")) for nb in notebooks if nb["metrics"] and (
+    weak = [(nb["name"], data_label(nb["metrics"])) for nb in notebooks if nb["metrics"] and (
         nb["metrics"].get("data_origin") in ("sample", "jpeg-copy") or
         any(s in str(nb["metrics"].get("data", "")) for s in ("shipped sample", "JPEG copy")))]
     if weak:
@@ -843,7 +877,7 @@ def report_blocks(profile: str, notebooks_dir: Optional[os.PathLike] = None) -> 
     if not notebooks:
         blocks.append(("p", f"Nothing has been run for this profile yet: `make course PROFILE={profile}`."))
     else:
-        rows = [[nb["name"], nb["title"], nb["status"], str((nb["metrics"] or {}).get("data") or "–"),
+        rows = [[nb["name"], nb["title"], nb["status"], data_label(nb["metrics"]) if nb["metrics"] else "–",
                  fmt_seconds(nb["seconds"])] for nb in notebooks]
         blocks.append(("table", ["notebook", "title", "status", "data", "wall time"], rows, ""))
     for nb in notebooks:

@@ -108,7 +108,7 @@ ANCHORS: tuple[Anchor, ...] = (
            84.92, 56.61, "PGD-20", 53.08, TRADES_CITATION),
     Anchor("fast_adversarial README / RobustBench",
            "PreActResNet-18, FGSM with random start, 15 epochs, 12 GPU-minutes", "cifar10", "PreActResNet-18",
-           "FGSM", 83.34, 46.06, "PGD-50×10", 43.21, FAST_CITATION + "; AA figure via RobustBench"),
+           "FGSM", 83.34, 46.06, "PGD-50×10", 43.21, FAST_CITATION),
     Anchor("AutoAttack README", "Madry WRN-34-10", "cifar10", "WRN-34-10", "SAT",
            87.14, 47.04, "", 44.04, AUTOATTACK_CITATION),
     Anchor("TRADES repo README", "MNIST SmallCNN, β = 1, 100 epochs", "mnist", "SmallCNN", "TRADES",

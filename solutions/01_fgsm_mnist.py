@@ -1,0 +1,19 @@
+"""Reference answers for the exercises of notebook 01_fgsm_mnist (plain PyTorch, no advlib)."""
+import torch
+import torch.nn.functional as F
+
+
+def my_fgsm(model, x, y, eps):
+    """Return clip_[0,1](x + eps * sign(grad_x CE(model(x), y))), detached."""
+    x_req = x.clone().detach().requires_grad_(True)  # a copy: the caller's x stays untouched
+    loss = F.cross_entropy(model(x_req), y)
+    (grad,) = torch.autograd.grad(loss, x_req)  # gradient w.r.t. the input only: p.grad stays empty
+    return (x + eps * grad.sign()).clamp(0, 1).detach()
+
+
+def robust_accuracy(model, x, y, attack):
+    """Return the fraction of images still classified correctly after x_adv = attack(model, x, y)."""
+    x_adv = attack(model, x, y)  # outside no_grad: the attack needs gradients
+    with torch.no_grad():
+        pred = model(x_adv).argmax(dim=1)
+    return (pred == y).float().mean().item()

@@ -1,0 +1,485 @@
+"""The self-checking exercises: every check accepts the reference solution, and for each typical
+mistake returns False and prints its specific diagnosis, without raising."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advlib import exercises as ex
+
+SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"solutions_{name}", SOLUTIONS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+S0, S1, S2 = _load("00_setup"), _load("01_fgsm_mnist"), _load("02_adversarial_training_mnist")
+
+
+def run(check, fn, capsys):
+    result = check(fn)
+    out = capsys.readouterr().out
+    assert isinstance(result, bool)
+    return result, out
+
+
+def fails_with(check, fn, capsys, *phrases):
+    result, out = run(check, fn, capsys)
+    assert result is False, out
+    assert out.startswith("❌"), out
+    for p in phrases:
+        assert p in out, f"expected {p!r} in:\n{out}"
+    return out
+
+
+# --------------------------------------------------------------------------- solutions, stubs, errors
+
+CHECKS = [
+    (ex.check_linf_projection, S0.project_linf),
+    (ex.check_linf_distance, S0.linf_distance),
+    (ex.check_fgsm, S1.my_fgsm),
+    (ex.check_robust_accuracy, S1.robust_accuracy),
+    (ex.check_pgd_step, S2.pgd_step),
+    (ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
+    (ex.check_trades_loss, S2.trades_loss),
+]
+
+
+@pytest.mark.parametrize("check,solution", CHECKS, ids=[c.__name__ for c, _ in CHECKS])
+def test_solution_passes(check, solution, capsys):
+    result, out = run(check, solution, capsys)
+    assert result is True, out
+    assert out.startswith("✅ Correct:"), out
+
+
+def test_checks_leave_global_rng_alone(capsys):
+    state = torch.get_rng_state()
+    ex.check_fgsm(S1.my_fgsm)
+    capsys.readouterr()
+    assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("check", [c for c, _ in CHECKS], ids=[c.__name__ for c, _ in CHECKS])
+def test_stub_is_not_attempted(check, capsys):
+    def stub(*args):
+        # Your code here
+        raise NotImplementedError
+
+    result, out = run(check, stub, capsys)
+    assert result is False
+    assert "Not attempted yet: write your code in the cell above, then run this cell again" in out
+
+
+@pytest.mark.parametrize("check", [c for c, _ in CHECKS], ids=[c.__name__ for c, _ in CHECKS])
+def test_other_error_is_reported(check, capsys):
+    def broken(*args):
+        return undefined_name + 1  # noqa: F821
+
+    out = fails_with(check, broken, capsys, "raised an error", "NameError", "undefined_name", "in broken")
+    assert "Hint: import what you use" in out
+
+
+def test_not_a_function(capsys):
+    result, out = run(ex.check_fgsm, 3.0, capsys)
+    assert result is False and "Pass your function itself" in out
+
+
+def test_odd_output_does_not_raise(capsys):
+    fails_with(ex.check_fgsm, lambda model, x, y, eps: "x_adv", capsys, "returned a str")
+    fails_with(ex.check_fgsm, lambda model, x, y, eps: None, capsys, "returned None")
+    fails_with(ex.check_pgd_step, lambda *a: torch.zeros(3), capsys, "shape (3,)")
+    fails_with(ex.check_trades_loss, lambda *a: {"loss": 1}, capsys, "returned a dict")
+
+
+# --------------------------------------------------------------------------- 00_setup: projection
+
+
+def test_projection_missing_clamp(capsys):
+    fails_with(ex.check_linf_projection, lambda a, x, e: torch.min(torch.max(a, x - e), x + e), capsys,
+               "not in [0,1]", ".clamp(0, 1)")
+
+
+def test_projection_only_box(capsys):
+    fails_with(ex.check_linf_projection, lambda a, x, e: a.clamp(0, 1), capsys, "only clamped to [0,1]",
+               "x - eps, x + eps")
+
+
+def test_projection_around_x_adv(capsys):
+    fails_with(ex.check_linf_projection,
+               lambda a, x, e: torch.min(torch.max(a, a - e), a + e).clamp(0, 1), capsys,
+               "project around x_adv instead of around the clean image x")
+
+
+def test_projection_around_zero(capsys):
+    fails_with(ex.check_linf_projection, lambda a, x, e: a.clamp(-e, e).clamp(0, 1), capsys, "projected around 0")
+    fails_with(ex.check_linf_projection, lambda a, x, e: (a - x).clamp(-e, e), capsys,
+               "returned the perturbation δ")
+
+
+def test_projection_l2_scaling(capsys):
+    def l2(a, x, e):
+        d = a - x
+        n = d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        return (x + d * torch.clamp(e / n, max=1)).clamp(0, 1)
+
+    fails_with(ex.check_linf_projection, l2, capsys, "rescaled the whole perturbation", "L2")
+
+
+def test_projection_changes_x_in_place(capsys):
+    def inplace(a, x, e):
+        hi = x + e
+        lo = x.sub_(e)
+        return torch.min(torch.max(a, lo), hi).clamp(0, 1)
+
+    fails_with(ex.check_linf_projection, inplace, capsys, "changed its argument `x` in place")
+
+
+def test_projection_in_place_on_x_adv_is_a_note(capsys):
+    def inplace(a, x, e):
+        return torch.min(torch.max(a, x - e, out=a), x + e, out=a).clamp_(0, 1)
+
+    result, out = run(ex.check_linf_projection, inplace, capsys)
+    assert result is True and "Note:" in out and "in place" in out
+
+
+# --------------------------------------------------------------------------- 00_setup: distance
+
+
+def test_distance_mistakes(capsys):
+    c = ex.check_linf_distance
+    fails_with(c, lambda a, x: (a - x).abs().max(), capsys, "single number", "shape (5,)")
+    fails_with(c, lambda a, x: (a - x).flatten(1).amax(dim=1), capsys, "absolute value")
+    fails_with(c, lambda a, x: (a - x).flatten(1).norm(dim=1), capsys, "L2 norm")
+    fails_with(c, lambda a, x: (a - x).flatten(1).abs().mean(dim=1), capsys, "averaged or summed")
+    fails_with(c, lambda a, x: (a - x).flatten(1).abs().amax(dim=1, keepdim=True), capsys, "shape (5, 1)",
+               "keepdim")
+    fails_with(c, lambda a, x: (a - x).abs().amax(dim=0), capsys, "one number per image", "dim 0")
+
+
+# --------------------------------------------------------------------------- 01_fgsm_mnist: FGSM
+
+
+def _grad(model, x, y, target=None):
+    x_req = x.clone().detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x_req), y if target is None else target)
+    return torch.autograd.grad(loss, x_req)[0]
+
+
+def test_fgsm_missing_clamp(capsys):
+    fails_with(ex.check_fgsm, lambda m, x, y, e: (x + e * _grad(m, x, y).sign()).detach(), capsys,
+               "values outside [0,1]", ".clamp(0, 1)")
+
+
+def test_fgsm_wrong_sign(capsys):
+    fails_with(ex.check_fgsm, lambda m, x, y, e: (x - e * _grad(m, x, y).sign()).clamp(0, 1), capsys,
+               "lowers the loss", "stepped down the gradient")
+
+
+def test_fgsm_raw_gradient(capsys):
+    fails_with(ex.check_fgsm, lambda m, x, y, e: (x + e * _grad(m, x, y)).clamp(0, 1), capsys,
+               "same size on every pixel", "grad.sign()")
+
+
+def test_fgsm_eps_too_large_or_small(capsys):
+    fails_with(ex.check_fgsm, lambda m, x, y, e: (x + 2 * e * _grad(m, x, y).sign()).clamp(0, 1), capsys,
+               "too large", "2 × ε")
+    fails_with(ex.check_fgsm, lambda m, x, y, e: (x + e / 2 * _grad(m, x, y).sign()).clamp(0, 1), capsys,
+               "too small", "0.5 × ε")
+    # eps hard-coded to MNIST's 0.3: right for the first case, three times too large for the second
+    fails_with(ex.check_fgsm, lambda m, x, y, e: (x + 0.3 * _grad(m, x, y).sign()).clamp(0, 1), capsys,
+               "too large", "use the `eps` argument")
+
+
+def test_fgsm_wrong_target(capsys):
+    fails_with(ex.check_fgsm,
+               lambda m, x, y, e: (x + e * _grad(m, x, y, target=(y + 1) % 10).sign()).clamp(0, 1), capsys,
+               "does not follow the gradient")
+
+
+def test_fgsm_not_detached(capsys):
+    def attached(m, x, y, e):
+        x_req = x.clone().requires_grad_(True)
+        g, = torch.autograd.grad(F.cross_entropy(m(x_req), y), x_req)
+        return (x_req + e * g.sign()).clamp(0, 1)
+
+    fails_with(ex.check_fgsm, attached, capsys, "still requires grad", ".detach()")
+
+
+def test_fgsm_fills_parameter_grads(capsys):
+    def with_backward(m, x, y, e):
+        x_req = x.clone().requires_grad_(True)
+        F.cross_entropy(m(x_req), y).backward()
+        return (x + e * x_req.grad.sign()).clamp(0, 1)
+
+    fails_with(ex.check_fgsm, with_backward, capsys, "left gradients in the model's parameters",
+               "torch.autograd.grad")
+
+
+def test_fgsm_leaves_model_in_train_mode(capsys):
+    def train_mode(m, x, y, e):
+        m.train()
+        return S1.my_fgsm(m, x, y, e)
+
+    fails_with(ex.check_fgsm, train_mode, capsys, "left the model in training mode")
+
+
+def test_fgsm_sets_requires_grad_on_callers_x(capsys):
+    def on_x(m, x, y, e):
+        x.requires_grad_(True)
+        g, = torch.autograd.grad(F.cross_entropy(m(x), y), x)
+        return (x + e * g.sign()).clamp(0, 1).detach()
+
+    fails_with(ex.check_fgsm, on_x, capsys, "switched on requires_grad for the caller's `x`")
+
+
+def test_fgsm_under_no_grad_gets_a_hint(capsys):
+    def no_grad(m, x, y, e):
+        with torch.no_grad():
+            x_req = x.clone().requires_grad_(True)
+            g, = torch.autograd.grad(F.cross_entropy(m(x_req), y), x_req)
+        return x + e * g.sign()
+
+    fails_with(ex.check_fgsm, no_grad, capsys, "raised an error", "RuntimeError", "torch.no_grad()")
+
+
+def test_several_problems_are_all_listed(capsys):
+    def sloppy(m, x, y, e):
+        x_req = x.clone().requires_grad_(True)
+        F.cross_entropy(m(x_req), y).backward()
+        return x_req + e * x_req.grad.sign()
+
+    out = fails_with(ex.check_fgsm, sloppy, capsys, "outside [0,1]", "Also:", "p.grad", "still requires grad")
+    assert out.count("Also:") >= 2
+
+
+# --------------------------------------------------------------------------- 01_fgsm_mnist: accuracy under attack
+
+
+def _acc(model, x, y):
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def test_robust_accuracy_mistakes(capsys):
+    c = ex.check_robust_accuracy
+    fails_with(c, lambda m, x, y, atk: _acc(m, x, y), capsys, "never called", "clean accuracy")
+    fails_with(c, lambda m, x, y, atk: 100 * _acc(m, atk(m, x, y), y), capsys, "in percent")
+    fails_with(c, lambda m, x, y, atk: 1 - _acc(m, atk(m, x, y), y), capsys, "error rate")
+
+    def count(m, x, y, atk):
+        x_adv = atk(m, x, y)
+        with torch.no_grad():
+            return (m(x_adv).argmax(1) == y).sum().item()
+
+    fails_with(c, count, capsys, "number of correctly classified", "len(y)")
+
+    def vs_clean(m, x, y, atk):
+        x_adv = atk(m, x, y)
+        with torch.no_grad():
+            return (m(x_adv).argmax(1) == m(x).argmax(1)).float().mean().item()
+
+    fails_with(c, vs_clean, capsys, "true labels y")
+
+    def all_no_grad(m, x, y, atk):
+        with torch.no_grad():
+            return (m(atk(m, x, y)).argmax(1) == y).float().mean().item()
+
+    fails_with(c, all_no_grad, capsys, "raised an error", "the attack needs gradients", "outside `torch.no_grad()`")
+
+    def leaves_train(m, x, y, atk):
+        m.train()
+        return _acc(m, atk(m, x, y), y)
+
+    fails_with(c, leaves_train, capsys, "left the model in training mode")
+
+
+def test_robust_accuracy_tensor_result_passes_with_a_note(capsys):
+    def as_tensor(m, x, y, atk):
+        x_adv = atk(m, x, y)
+        with torch.no_grad():
+            return (m(x_adv).argmax(1) == y).float().mean()
+
+    result, out = run(ex.check_robust_accuracy, as_tensor, capsys)
+    assert result is True and ".item()" in out
+
+
+def test_robust_accuracy_case_separates_the_mistakes():
+    """The fixed case must give different numbers for each diagnosed mistake."""
+    from advlib import attacks, evaluate
+
+    x, y, eps = ex._accuracy_case()
+    m = ex._model()
+    ref = evaluate.batched_accuracy(m, x, y, lambda a, b, c: attacks.fgsm(a, b, c, eps))
+    values = [ref, evaluate.batched_accuracy(m, x, y), 1 - ref, 100 * ref, ref * len(y)]
+    assert 0 < ref < 1 and len(set(round(v, 6) for v in values)) == len(values)
+
+
+# --------------------------------------------------------------------------- 02: PGD step
+
+
+def _step(m, a, y, alpha, sign=True, at=None):
+    g = _grad(m, a if at is None else at, y)
+    return a + alpha * (g.sign() if sign else g)
+
+
+def _ball(v, x, e):
+    return torch.min(torch.max(v, x - e), x + e)
+
+
+def test_pgd_step_mistakes(capsys):
+    c = ex.check_pgd_step
+    fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al), a, e).clamp(0, 1), capsys,
+               "projected around the current iterate x_adv")
+    fails_with(c, lambda m, a, x, y, e, al: x + (_step(m, a, y, al) - x).clamp(-e, e).clamp(0, 1), capsys,
+               "clamped the perturbation δ")
+    fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al), x, e), capsys,
+               "values outside [0,1]", ".clamp(0, 1)")
+    fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, -al), x, e).clamp(0, 1), capsys,
+               "lowers the loss")
+    fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al, sign=False), x, e).clamp(0, 1), capsys,
+               "instead of exactly α", "grad.sign()")
+    fails_with(c, lambda m, a, x, y, e, al: _step(m, a, y, al), capsys, "not projected at all")
+    fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al, at=x), x, e).clamp(0, 1), capsys,
+               "gradient at the clean x")
+    fails_with(c, lambda m, a, x, y, e, al: _step(m, a, y, al).clamp(0, 1), capsys, "leaves the ε-ball")
+
+
+def test_pgd_step_not_detached(capsys):
+    def attached(m, a, x, y, e, al):
+        a_req = a.clone().requires_grad_(True)
+        g, = torch.autograd.grad(F.cross_entropy(m(a_req), y), a_req)
+        return _ball(a_req + al * g.sign(), x, e).clamp(0, 1)
+
+    fails_with(ex.check_pgd_step, attached, capsys, "still requires grad")
+
+
+# --------------------------------------------------------------------------- 02: weighted FGSM loss
+
+
+def _fgsm(m, x, y, e):
+    return S1.my_fgsm(m, x, y, e)
+
+
+def test_weighted_loss_mistakes(capsys):
+    c = ex.check_weighted_fgsm_loss
+    ce = F.cross_entropy
+    fails_with(c, lambda m, x, y, e, k: k * ce(m(x), y) + (1 - k) * ce(m(_fgsm(m, x, y, e)), y), capsys,
+               "swapped the weights")
+    fails_with(c, lambda m, x, y, e, k: k * ce(m(_fgsm(m, x, y, e)), y), capsys, "no clean term")
+    fails_with(c, lambda m, x, y, e, k: ce(m(x), y) + ce(m(_fgsm(m, x, y, e)), y), capsys, "forgot the weights")
+    fails_with(c, lambda m, x, y, e, k: ((1 - k) * ce(m(x), y) + k * ce(m(_fgsm(m, x, y, e)), y)).item(), capsys,
+               "not a tensor", ".item()")
+    fails_with(c, lambda m, x, y, e, k: (1 - k) * ce(m(x), y, reduction="none")
+               + k * ce(m(_fgsm(m, x, y, e)), y, reduction="none"), capsys, "shape (4,)", "reduction='none'")
+
+
+def test_weighted_loss_adversarial_example_not_detached(capsys):
+    def attached(m, x, y, e, k):
+        x_req = x.clone().requires_grad_(True)
+        clean = F.cross_entropy(m(x_req), y)
+        g, = torch.autograd.grad(clean, x_req, retain_graph=True)
+        x_adv = (x_req + e * g.sign()).clamp(0, 1)
+        return (1 - k) * clean + k * F.cross_entropy(m(x_adv), y)
+
+    fails_with(ex.check_weighted_fgsm_loss, attached, capsys, "not detached", "x_adv.detach()")
+
+
+def test_weighted_loss_attack_with_backward(capsys):
+    def with_backward(m, x, y, e, k):
+        x_req = x.clone().requires_grad_(True)
+        F.cross_entropy(m(x_req), y).backward()
+        x_adv = (x + e * x_req.grad.sign()).clamp(0, 1)
+        return (1 - k) * F.cross_entropy(m(x), y) + k * F.cross_entropy(m(x_adv), y)
+
+    fails_with(ex.check_weighted_fgsm_loss, with_backward, capsys, "already put gradients into the model's parameters")
+
+
+def test_weighted_loss_switches_to_eval(capsys):
+    def to_eval(m, x, y, e, k):
+        m.eval()
+        return S2.weighted_fgsm_loss(m, x, y, e, k)
+
+    fails_with(ex.check_weighted_fgsm_loss, to_eval, capsys, "left the model in evaluation mode")
+
+
+# --------------------------------------------------------------------------- 02: TRADES loss
+
+
+def _kl(p_logits, q_logits, reduction="batchmean"):
+    """KL(softmax p || softmax q)."""
+    return F.kl_div(F.log_softmax(q_logits, 1), F.softmax(p_logits, 1), reduction=reduction)
+
+
+def test_trades_mistakes(capsys):
+    c = ex.check_trades_loss
+    ce = F.cross_entropy
+    fails_with(c, lambda m, x, a, y, b: ce(m(x), y) + b * _kl(m(a), m(x)), capsys,
+               "swapped the direction of the KL divergence")
+    fails_with(c, lambda m, x, a, y, b: ce(m(x), y) + _kl(m(x), m(a)), capsys, "not multiplied by β")
+    fails_with(c, lambda m, x, a, y, b: ce(m(a), y) + b * _kl(m(x), m(a)), capsys,
+               "cross-entropy is on the adversarial inputs")
+    fails_with(c, lambda m, x, a, y, b: ce(m(x), y) + b * _kl(m(x), m(a), "sum"), capsys,
+               "summed over the batch", "batchmean")
+    with pytest.warns(UserWarning):
+        fails_with(c, lambda m, x, a, y, b: ce(m(x), y) + b * _kl(m(x), m(a), "mean"), capsys,
+                   "reduction='mean'", "batchmean")
+    fails_with(c, lambda m, x, a, y, b: ce(m(x), y) + b * F.kl_div(F.softmax(m(a), 1), F.softmax(m(x), 1),
+                                                                   reduction="batchmean"),
+               capsys, "log-probabilities")
+
+
+def test_trades_detached_clean_prediction(capsys):
+    def detached(m, x, a, y, b):
+        lc = m(x)
+        return F.cross_entropy(lc, y) + b * _kl(lc.detach(), m(a))
+
+    fails_with(ex.check_trades_loss, detached, capsys, "right value but the wrong gradients")
+
+
+def test_trades_backward_inside(capsys):
+    def with_backward(m, x, a, y, b):
+        loss = S2.trades_loss(m, x, a, y, b)
+        loss.backward()
+        return loss
+
+    fails_with(ex.check_trades_loss, with_backward, capsys, "already put gradients")
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def test_exercises_table():
+    names = {"00_setup": ["project_linf", "linf_distance"],
+             "01_fgsm_mnist": ["my_fgsm", "robust_accuracy"],
+             "02_adversarial_training_mnist": ["pgd_step", "weighted_fgsm_loss", "trades_loss"]}
+    assert list(ex.EXERCISES) == list(names)
+    for nb, items in ex.EXERCISES.items():
+        sol = {"00_setup": S0, "01_fgsm_mnist": S1, "02_adversarial_training_mnist": S2}[nb]
+        assert [e["function"] for e in items] == names[nb]
+        for e in items:
+            assert e["markdown"].startswith("### Exercise") and "$" in e["markdown"]
+            assert f"def {e['function']}(" in e["starter"] and "raise NotImplementedError" in e["starter"]
+            assert f"({e['function']})" in e["check"] and "advlib.exercises.check_" in e["check"]
+            assert hasattr(sol, e["function"])
+            compile(e["starter"], e["name"], "exec")
+        cells = ex.notebook_cells(nb)
+        assert len(cells) == 1 + 3 * len(items)
+
+
+def test_starter_then_check_runs_headless(capsys):
+    """What a notebook executed without answers does: define the stub, run the check."""
+    for items in ex.EXERCISES.values():
+        for e in items:
+            ns = {}
+            exec(e["starter"], ns)
+            exec(e["check"].replace(f"({e['function']})", "(_fn)"), {**ns, "_fn": ns[e["function"]]})
+    out = capsys.readouterr().out
+    assert out.count("Not attempted yet") == sum(len(v) for v in ex.EXERCISES.values())
