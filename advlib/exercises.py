@@ -858,17 +858,22 @@ def check_weighted_fgsm_loss(fn):
                        f"`(1 - mix) * clean_loss + mix * adv_loss`, with the FGSM example "
                        f"`(x + eps * grad.sign()).clamp(0, 1)`.")
             return [msg] + side, []
-        if side:
-            return side, []
-        differ = _grads_differ(out, model, ref, ref_model)
-        if differ is None:
-            return ["Your function already called backward on the loss it returns; the training loop does "
-                    "that itself. Hint: return the loss without calling `.backward()` on it."], []
-        if differ:
-            return ["Your loss has the right value but the wrong gradients with respect to the model's parameters. "
-                    "Hint: compute both terms with the model (no `.detach()` on their logits); only the FGSM "
-                    "example itself is detached."], []
+        problems = side or _gradient_issues(out, model, ref, ref_model,
+                                            "Your loss has the right value but the wrong gradients with respect to "
+                                            "the model's parameters. Hint: compute both terms with the model (no "
+                                            "`.detach()` on their logits); only the FGSM example itself is detached.")
+        if problems:
+            return problems, []
     return [], []
+
+
+def _gradient_issues(out, model, ref, ref_model, wrong_gradient_message: str) -> list:
+    """Problems with the parameter gradients of a loss whose value is already right."""
+    differ = _grads_differ(out, model, ref, ref_model)
+    if differ is None:
+        return ["Your function already called backward on the loss it returns; the training loop does "
+                "that itself. Hint: return the loss without calling `.backward()` on it."]
+    return [wrong_gradient_message] if differ else []
 
 
 def _trades_cases():
@@ -943,16 +948,13 @@ def check_trades_loss(fn):
                        f"+ beta * F.kl_div(F.log_softmax(model(x_adv), 1), F.softmax(model(x), 1), "
                        f"reduction='batchmean')`.")
             return [msg] + side, []
-        if side:
-            return side, []
-        differ = _grads_differ(out, model, ref, ref_model)
-        if differ is None:
-            return ["Your function already called backward on the loss it returns; the training loop does "
-                    "that itself. Hint: return the loss without calling `.backward()` on it."], []
-        if differ:
-            return ["Your loss has the right value but the wrong gradients: in TRADES the gradient flows through "
-                    "both predictions in the KL term, the clean one too. Hint: do not `.detach()` (or compute "
-                    "under `torch.no_grad()`) `model(x)` or `model(x_adv)` inside the loss."], []
+        problems = side or _gradient_issues(out, model, ref, ref_model,
+                                            "Your loss has the right value but the wrong gradients: in TRADES the "
+                                            "gradient flows through both predictions in the KL term, the clean one "
+                                            "too. Hint: do not `.detach()` (or compute under `torch.no_grad()`) "
+                                            "`model(x)` or `model(x_adv)` inside the loss.")
+        if problems:
+            return problems, []
     return [], []
 
 

@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -227,8 +227,15 @@ def quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, a
 
 
 def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optional[data_mod.Dataset] = None,
-        resume: bool = True) -> dict:
-    """Train per ``cfg``; return the run's metrics (also written to ``out_dir/metrics.json``)."""
+        resume: Union[bool, str] = True) -> dict:
+    """Train per ``cfg``; return the run's metrics (also written to ``out_dir/metrics.json``).
+
+    ``resume=True`` continues from ``out_dir/last.pt`` (a finished run is reused as it is) and
+    refuses a checkpoint written with other settings; ``resume="if_same"`` starts over in that
+    case (what notebooks want after their settings were edited); ``resume=False`` always starts over.
+    """
+    if resume not in (True, False, "if_same"):
+        raise ValueError(f"resume must be True, False or 'if_same'; got {resume!r}")
     cfg.validate()
     rank, world = utils.dist_info()
     device = utils.get_device(cfg.device)
@@ -264,8 +271,13 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_robust": -1.0,
              "best_epoch": None, "train_seconds": 0.0}
     last = out / "last.pt"
-    if resume and last.exists():
-        ck = load_checkpoint(last, map_location=device)
+    ck = load_checkpoint(last, map_location=device) if (resume and last.exists()) else None
+    if ck is not None and resume == "if_same" and _config_diff(cfg, ck):
+        if utils.is_main():
+            print(f"The settings changed since {last} was written ({sorted(_config_diff(cfg, ck))}): "
+                  "training from scratch.", flush=True)
+        ck = None
+    if ck is not None:
         _check_resumable(cfg, ck, last)
         load_state(model, ck["model"], source=str(last))
         opt.load_state_dict(ck["optimizer"])
@@ -350,10 +362,13 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     return run_metrics(cfg, state, train_data, True, total_steps)
 
 
-def _check_resumable(cfg: TrainConfig, ck: dict, path: Path) -> None:
+def _config_diff(cfg: TrainConfig, ck: dict) -> dict:
     old = ck.get("config", {})
-    new = cfg.to_dict()
-    diff = {k: (old.get(k), v) for k, v in new.items() if k not in RESUME_FREE and old.get(k) != v}
+    return {k: (old.get(k), v) for k, v in cfg.to_dict().items() if k not in RESUME_FREE and old.get(k) != v}
+
+
+def _check_resumable(cfg: TrainConfig, ck: dict, path: Path) -> None:
+    diff = _config_diff(cfg, ck)
     if diff:
         raise ValueError(f"{path} was written by a run with other settings {diff} (old, new). "
                          "Resume with the same settings, choose another out_dir, or pass resume=False to start over.")

@@ -97,6 +97,8 @@ def test_resume_refuses_other_settings(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         train.fit(small_cfg(tmp_path, epochs=0.5, lr=0.5))
     train.fit(small_cfg(tmp_path, epochs=0.5, lr=0.5), resume=False)  # explicit restart works
+    m = train.fit(small_cfg(tmp_path, epochs=0.5, lr=0.1), resume="if_same")  # notebooks: start over
+    assert m["complete"] and m["config"]["lr"] == 0.1
 
 
 def test_config_validation(tmp_path):
