@@ -269,16 +269,16 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     eval_alpha = cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_robust": -1.0,
-             "best_epoch": None, "train_seconds": 0.0}
+             "best_epoch": None, "train_seconds": 0.0, "data": f"{train_data.label}, {len(train_data)} images"}
     last = out / "last.pt"
     ck = load_checkpoint(last, map_location=device) if (resume and last.exists()) else None
-    if ck is not None and resume == "if_same" and _config_diff(cfg, ck):
+    if ck is not None and resume == "if_same" and _config_diff(cfg, ck, state["data"]):
         if utils.is_main():
-            print(f"The settings changed since {last} was written ({sorted(_config_diff(cfg, ck))}): "
-                  "training from scratch.", flush=True)
+            print(f"The settings or the data changed since {last} was written "
+                  f"({sorted(_config_diff(cfg, ck, state['data']))}): training from scratch.", flush=True)
         ck = None
     if ck is not None:
-        _check_resumable(cfg, ck, last)
+        _check_resumable(cfg, ck, last, state["data"])
         load_state(model, ck["model"], source=str(last))
         opt.load_state_dict(ck["optimizer"])
         state.update(ck["state"])
@@ -362,13 +362,17 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     return run_metrics(cfg, state, train_data, True, total_steps)
 
 
-def _config_diff(cfg: TrainConfig, ck: dict) -> dict:
+def _config_diff(cfg: TrainConfig, ck: dict, data_desc: str) -> dict:
+    """Settings (and the training data) that differ between ``cfg`` and a checkpoint."""
     old = ck.get("config", {})
-    return {k: (old.get(k), v) for k, v in cfg.to_dict().items() if k not in RESUME_FREE and old.get(k) != v}
+    diff = {k: (old.get(k), v) for k, v in cfg.to_dict().items() if k not in RESUME_FREE and old.get(k) != v}
+    if ck.get("state", {}).get("data") != data_desc:
+        diff["data"] = (ck.get("state", {}).get("data"), data_desc)
+    return diff
 
 
-def _check_resumable(cfg: TrainConfig, ck: dict, path: Path) -> None:
-    diff = _config_diff(cfg, ck)
+def _check_resumable(cfg: TrainConfig, ck: dict, path: Path, data_desc: str) -> None:
+    diff = _config_diff(cfg, ck, data_desc)
     if diff:
         raise ValueError(f"{path} was written by a run with other settings {diff} (old, new). "
                          "Resume with the same settings, choose another out_dir, or pass resume=False to start over.")

@@ -101,6 +101,15 @@ def test_resume_refuses_other_settings(tmp_path):
     assert m["complete"] and m["config"]["lr"] == 0.1
 
 
+def test_a_checkpoint_trained_on_other_data_is_not_reused(tmp_path, mnist_sample):
+    cfg = small_cfg(tmp_path, epochs=0.5, train_samples=None)
+    train.fit(cfg, train_data=mnist_sample[0].subset(1500))
+    with pytest.raises(ValueError, match="data"):  # same settings, other data (e.g. the full set appeared)
+        train.fit(cfg, train_data=mnist_sample[0].subset(2000))
+    m = train.fit(cfg, train_data=mnist_sample[0].subset(2000), resume="if_same")
+    assert m["complete"]
+
+
 def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="is for mnist, not cifar10"):
         train.fit(small_cfg(tmp_path, dataset="cifar10"))
