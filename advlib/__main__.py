@@ -6,6 +6,9 @@ Examples::
         --optimizer adam --lr 1e-3 --out-dir runs/cli/pgd
     python -m advlib evaluate --checkpoint runs/cli/pgd/best.pt --eps 0.3 --alpha 0.01 \
         --attacks fgsm pgd-50x10 aa --n 1000
+
+Bad input (a flag, the data, a checkpoint) ends with ``error: ...`` on stderr and exit code 2;
+Ctrl-C during training ends with what to run to resume (exit code 130).
 """
 from __future__ import annotations
 
@@ -13,90 +16,250 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import typing
 from pathlib import Path
+from typing import Optional
 
-from . import data as data_mod, evaluate as ev, train as tr, utils
+from . import data as data_mod, evaluate as ev, losses, models, recipes, train as tr, utils
+from .config import ATTACK_MODES, OPTIMIZERS, SCHEDULES
+
+
+# One line of help per TrainConfig field (its flag's --help line; the default is appended unless it
+# is None, whose meaning the line gives). A field added to TrainConfig needs a line here (tests check).
+TRAIN_HELP = {
+    "model": "network, one of: " + ", ".join(models.MODELS),
+    "dataset": "data set: " + " | ".join(data_mod.DATASETS),
+    "source": "where the data comes from: auto (the full set, else the shipped sample with a notice) | full | sample",
+    "method": "training objective, one of: " + ", ".join(losses.METHODS),
+    "normalize": "put the data set's mean/std normalisation inside the model",
+    "train_samples": "train on the first N training images only (default: all of them)",
+    "holdout": "training images held out for the per-epoch evaluation",
+    "augment": "random crop + horizontal flip (default: on for CIFAR-10, off for MNIST)",
+    "epochs": "training epochs, may be fractional",
+    "batch_size": "images per training step",
+    "optimizer": "optimiser: " + " | ".join(OPTIMIZERS),
+    "lr": "peak learning rate",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum for SGD",
+    "weight_decay": "L2 weight decay",
+    "schedule": "learning-rate schedule: " + " | ".join(SCHEDULES),
+    "milestones": "multistep: fractions of the training in (0, 1] at which lr *= gamma",
+    "gamma": "multistep: factor applied to lr at each milestone",
+    "cyclic_peak": "cyclic: fraction of the training at which lr peaks",
+    "warmup_epochs": "epochs of linear learning-rate warm-up",
+    "grad_clip": "clip the gradient norm to this value (default: no clipping)",
+    "eps": "L-infinity radius of the training adversary, for images in [0,1] (8/255 = 0.0314)",
+    "alpha": "attack step size (default: the method's own ratio of eps)",
+    "steps": "attack steps of the training adversary",
+    "eps_ramp_epochs": "eps grows linearly from 0 over these epochs",
+    "attack_mode": "model mode while crafting training examples: " + " | ".join(ATTACK_MODES),
+    "beta": "TRADES / MART: weight of the robustness term",
+    "mix": "fgsm_weighted: weight of the adversarial loss",
+    "params": "method-specific hyper-parameters (use --param NAME=VALUE)",
+    "teacher": "checkpoint of the teacher, for methods that distil from one (default: none)",
+    "eval_samples": "held-out images evaluated (clean, FGSM, PGD) after each epoch",
+    "eval_steps": "PGD steps of the per-epoch evaluation",
+    "eval_alpha": "PGD step of the per-epoch evaluation (default: eps/4)",
+    "seed": "random seed (same seed, same run)",
+    "out_dir": "folder for last.pt, best.pt and metrics.json (checked writable before training)",
+    "checkpoint_every": "also write last.pt every N steps (0: at epoch ends only)",
+    "device": "auto | cpu | cuda | cuda:N",
+    "progress": "show progress bars and a line per epoch",
+    "extra": "free-form notes stored with the run (a JSON object)",
+}
+NOT_FLAGS = ("params",)  # set through --param NAME=VALUE
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def parse_bool(text: str) -> bool:
+    """'true'/'1'/'yes'/'on' -> True, 'false'/'0'/'no'/'off' -> False (any case); anything else is refused."""
+    try:
+        return BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected true or false (also 1/0, yes/no, on/off); got {text!r}") from None
+
+
+def parse_json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"note\": \"x\"}}'; {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"note\": \"x\"}}'; got {text!r}")
+    return value
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, typed from the field's annotation, with its help and default."""
     hints = typing.get_type_hints(tr.TrainConfig)
+    defaults = tr.TrainConfig()
     for f in dataclasses.fields(tr.TrainConfig):
-        if f.name == "extra":
+        if f.name in NOT_FLAGS:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        t = hints[f.name]
-        if t is bool:
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
-                           metavar="BOOL")
-        elif f.name == "milestones":
-            p.add_argument(flag, type=float, nargs="+", default=None)
-        else:
-            base = [a for a in typing.get_args(t) if a is not type(None)] or [t]
-            p.add_argument(flag, type=base[0] if base[0] in (int, float, str) else str, default=None)
+        kind = next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
+        default = getattr(defaults, f.name)
+        shown = (" ".join(map(str, default)) if isinstance(default, tuple)
+                 else str(default).lower() if isinstance(default, bool) else default)
+        help_ = TRAIN_HELP.get(f.name, "") + ("" if default is None else f" (default: {shown})")
+        kw = {bool: dict(type=parse_bool, metavar="BOOL"), int: dict(type=int, metavar="N"),
+              float: dict(type=float, metavar="X"), str: dict(type=str, metavar="TEXT"),
+              tuple: dict(type=float, nargs="+", metavar="X"), dict: dict(type=parse_json_object, metavar="JSON")}
+        if kind not in kw:
+            raise TypeError(f"TrainConfig.{f.name}: no command-line flag for type {hints[f.name]}; add one here.")
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, help=help_, **kw[kind])
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    """'tau=30' -> ('tau', 30.0): a method-specific hyper-parameter (JSON values; plain text as a string)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"--param takes NAME=VALUE (for example --param tau=30); got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def read_config_file(path: str) -> dict:
+    """The TrainConfig fields in the JSON file ``path``; ``ValueError`` naming the file if it is not a JSON object."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--config {path} is not valid JSON ({err}): fix it, or pass the settings as flags.") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"--config {path} must hold a JSON object of TrainConfig fields such as "
+                         f'{{"epochs": 10, "lr": 0.1}}; got a {type(d).__name__}.')
+    return d
+
+
+def interrupted_message(out_dir: str, no_resume: bool) -> str:
+    """What to do after Ctrl-C: the step the last checkpoint in ``out_dir`` resumes from."""
+    last = Path(out_dir) / "last.pt"
+    try:
+        step = tr.load_checkpoint(last)["state"]["global_step"] if last.exists() else 0
+    except (ValueError, OSError, KeyError):
+        step = 0
+    again = "the same command without --no-resume" if no_resume else "the same command"
+    return f"interrupted; re-run {again} to resume from step {step}"
 
 
 def cmd_train(a) -> int:
-    cfg = {}
+    cfg = dict(recipes.get(a.recipe).settings) if a.recipe else {}
     if a.config:
-        cfg.update(json.loads(Path(a.config).read_text()))
+        cfg.update(read_config_file(a.config))
+    if a.param:
+        cfg["params"] = {**cfg.get("params", {}), **dict(_parse_param(s) for s in a.param)}
     for f in dataclasses.fields(tr.TrainConfig):
         v = getattr(a, f.name, None)
         if v is not None:
             cfg[f.name] = v
     config = tr.TrainConfig.from_dict(cfg)
-    metrics = tr.fit(config, resume=not a.no_resume)
+    try:
+        metrics = tr.fit(config, resume=not a.no_resume)
+    except KeyboardInterrupt:
+        print(interrupted_message(config.out_dir, a.no_resume), file=sys.stderr)
+        return 130
     fin = metrics["final"] or {}
     print(json.dumps({"out_dir": config.out_dir, "train_seconds": metrics["train_seconds"],
                       "holdout_clean": fin.get("holdout_clean"), "holdout_pgd": fin.get("holdout_pgd")}))
     return 0
 
 
+def write_results(res: dict, path: Path, fallback_name: str) -> Optional[Path]:
+    """Write ``res`` to ``path``; if that fails, to ``fallback_name`` in the current folder, then in the
+    temporary folder, saying so on stderr. Returns where it went (None: nowhere)."""
+    for where in (path, Path.cwd() / fallback_name, Path(tempfile.gettempdir()) / fallback_name):
+        try:
+            utils.write_json(where, res)
+        except OSError as err:
+            print(f"could not write {where} ({err.strerror or err})", file=sys.stderr)
+            continue
+        if where != path:
+            print(f"wrote the results to {where} instead", file=sys.stderr)
+        return where
+    return None
+
+
 def cmd_evaluate(a) -> int:
-    model = tr.load_model(a.checkpoint, model_name=a.model, device=utils.get_device(a.device))
-    ck_cfg = tr.load_checkpoint(a.checkpoint).get("config", {})
-    dataset = a.dataset or ck_cfg.get("dataset", "mnist")
+    checkpoint = Path(a.checkpoint)
+    model = tr.load_model(checkpoint, model_name=a.model, device=utils.get_device(a.device))
+    ck_cfg = tr.load_checkpoint(checkpoint).get("config", {})
+    dataset = a.dataset or models.model_dataset(model.name)
+    ev.check_model_fits(model, dataset)  # before loading data and attacking
     eps = a.eps if a.eps is not None else ck_cfg.get("eps", 8 / 255)
+    n_per_attack = None
+    if a.n_aa is not None:
+        n_per_attack = {s: a.n_aa for s in a.attacks if ev.parse_attack(s, eps).kind == "aa"}
+        if not n_per_attack:
+            raise ValueError("--n-aa limits AutoAttack, which is not among --attacks: add aa or leave out --n-aa.")
     test = data_mod.load(dataset, "test", source=a.source)
-    res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n,
-                      n_per_attack={"aa": a.n_aa} if a.n_aa else None, batch_size=a.batch_size)
-    res.update({"kind": "evaluate", "checkpoint": str(a.checkpoint), "model": model.name})
-    out = Path(a.out) if a.out else Path(a.checkpoint).parent / "eval_metrics.json"
-    utils.write_json(out, res)
-    print(ev.format_table({model.name: res}))
+    res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n, n_per_attack=n_per_attack,
+                      batch_size=a.batch_size)
+    res.update({"kind": "evaluate", "checkpoint": str(checkpoint), "model": model.name})
+    print(ev.format_table({model.name: res}), flush=True)  # first: a folder we cannot write loses nothing
+    out = write_results(res, Path(a.out) if a.out else checkpoint.parent / f"eval_{checkpoint.stem}.json",
+                        f"eval_{checkpoint.parent.name}_{checkpoint.stem}.json")
+    if out is None:
+        print(json.dumps(res, indent=2))
+        print("error: could not write the results anywhere (see above); they are printed above as JSON.",
+              file=sys.stderr)
+        return 1
     print(f"(data: {res['data']}, n={res['n']}, eps={eps:.4g}; written to {out})")
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m advlib``: subcommands ``train`` and ``evaluate``."""
     p = argparse.ArgumentParser(prog="python -m advlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train a model (writes last.pt, best.pt, metrics.json into --out-dir)")
-    t.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
-    t.add_argument("--no-resume", action="store_true", help="start over even if out-dir holds last.pt")
+    t = sub.add_parser("train", help="train a model (writes last.pt, best.pt, metrics.json into --out-dir)",
+                       description="Train a model with one advlib.train.TrainConfig: every field is a flag below. "
+                       "Writes last.pt, best.pt and metrics.json into --out-dir and, run again with the same "
+                       "settings after an interruption, resumes from last.pt.")
+    t.add_argument("--recipe", help="start from a named recipe of advlib.recipes (" + ", ".join(recipes.RECIPES)
+                   + "); --config and flags override it (default: none)")
+    t.add_argument("--config", help="JSON file of TrainConfig fields; flags override it (default: none)")
+    t.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a method-specific hyper-parameter the method declares (repeatable), e.g. --param tau=30 "
+                   "(default: the method's)")
+    t.add_argument("--no-resume", action="store_true",
+                   help="start over even if out-dir holds last.pt (default: resume from it)")
     _add_config_args(t)
     t.set_defaults(fn=cmd_train)
-    e = sub.add_parser("evaluate", help="clean and robust accuracy of a checkpoint")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--model", help="refuse a checkpoint of another model")
-    e.add_argument("--dataset", choices=data_mod.DATASETS)
-    e.add_argument("--source", default="auto", choices=data_mod.SOURCES)
-    e.add_argument("--attacks", nargs="+", default=list(ev.DEFAULT_ATTACKS))
-    e.add_argument("--eps", type=float)
-    e.add_argument("--alpha", type=float)
-    e.add_argument("--n", type=int, help="first N test images (default: all)")
-    e.add_argument("--n-aa", type=int, help="AutoAttack on the first N only")
-    e.add_argument("--batch-size", type=int, default=500)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--out", help="metrics JSON path (default: next to the checkpoint)")
+    e = sub.add_parser("evaluate", help="clean and robust accuracy of a checkpoint",
+                       description="Clean and robust accuracy of a checkpoint on the test set: prints the table, "
+                       "then writes it as JSON (eval_best.json for best.pt, beside the checkpoint unless --out).")
+    e.add_argument("--checkpoint", required=True, help="an advlib checkpoint, last.pt or best.pt (required)")
+    e.add_argument("--model", help="refuse a checkpoint of another model (default: accept any)")
+    e.add_argument("--dataset", choices=data_mod.DATASETS, help="test set (default: the model's data set)")
+    e.add_argument("--source", default="auto", choices=data_mod.SOURCES, help="where the data comes from "
+                   "(default: auto, the full set or else the shipped sample with a notice)")
+    e.add_argument("--attacks", nargs="+", default=list(ev.DEFAULT_ATTACKS),
+                   help="attack specs: fgsm, pgd-STEPS[xRESTARTS][-kl][-nors], cw-STEPS, aa, noise "
+                   f"(default: {' '.join(ev.DEFAULT_ATTACKS)})")
+    e.add_argument("--eps", type=float, help="L-infinity radius for images in [0,1] (default: the training eps)")
+    e.add_argument("--alpha", type=float, help="PGD step size (default: eps/4)")
+    e.add_argument("--n", type=int, help="evaluate the first N test images (default: all)")
+    e.add_argument("--n-aa", type=int, help="run AutoAttack on the first N of them only (default: all)")
+    e.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    e.add_argument("--out", help="results JSON path (default: eval_<checkpoint name>.json beside the checkpoint)")
     e.set_defaults(fn=cmd_evaluate)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
     try:
         return a.fn(a)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input, missing or damaged files, unwritable folders, a full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

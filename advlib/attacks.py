@@ -13,7 +13,10 @@ as fast_adversarial's training loop does.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional
+import math
+import numbers
+import weakref
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -25,26 +28,107 @@ LOSSES = ("ce", "cw", "kl")
 # --------------------------------------------------------------------------- checks
 
 
-def check_inputs(x: torch.Tensor, y: Optional[torch.Tensor] = None, eps: Optional[float] = None,
-                 alpha: Optional[float] = None, steps: Optional[int] = None, tol: float = 1e-6) -> None:
-    """Raise ``ValueError`` with a hint for arguments an attack cannot work with."""
+NOT_GIVEN: Any = object()  # an argument of check_inputs / check_settings left out: not checked
+
+HALF_DTYPES_HINT = ("attacks take float32 images: the perturbation, its projection onto the eps-ball and every "
+                    "evaluation stay in float32 (in bfloat16, x + 8/255 is not even representable near 1, and "
+                    "the projection leaves the ball). For half-precision speed keep x and the model in float32 "
+                    "and run the model's forward pass under torch.autocast(device_type, dtype=torch.bfloat16).")
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_settings(eps: Any = NOT_GIVEN, alpha: Any = NOT_GIVEN, steps: Any = NOT_GIVEN) -> None:
+    """Raise ``ValueError`` with a hint for an attack setting given but unusable (``None`` included);
+    settings left out are not checked."""
+    if eps is not NOT_GIVEN and not (_real(eps) and 0.0 <= eps <= 1.0):
+        raise ValueError(f"eps must be in [0, 1], a number, for images in [0,1]; got {eps!r}. "
+                         "For eps given in pixel levels write e.g. 8/255.")
+    if alpha is not NOT_GIVEN and not (_real(alpha) and alpha > 0):
+        raise ValueError(f"step size alpha must be > 0, a number; got {alpha!r}.")
+    if steps is not NOT_GIVEN and not (isinstance(steps, numbers.Integral) and not isinstance(steps, bool)
+                                       and steps >= 1):
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}"
+                         + (f" (write {int(steps)})." if _real(steps) and steps == int(steps) >= 1 else "."))
+
+
+_N_OUTPUTS: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+
+
+def n_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    """The number of logits ``model`` gives per input, from one forward pass on ``x[:1]`` in eval mode
+    without gradients (no side effects), cached per model. A model that cannot take ``x`` raises
+    ``ValueError``."""
+    if model not in _N_OUTPUTS:
+        try:
+            with model_mode(model, "eval"), torch.no_grad():
+                out = model(x[:1])
+        except RuntimeError as err:
+            raise ValueError(f"the model cannot take inputs of shape {tuple(x.shape[1:])} "
+                             f"({str(err).splitlines()[0]}): images of another data set than the model's?") from None
+        if not torch.is_tensor(out) or out.dim() != 2:
+            raise ValueError(f"the model must return logits of shape (N, classes); got "
+                             f"{tuple(out.shape) if torch.is_tensor(out) else type(out).__name__}.")
+        _N_OUTPUTS[model] = out.shape[1]
+    return _N_OUTPUTS[model]
+
+
+def check_inputs(x: torch.Tensor, y: Any = NOT_GIVEN, eps: Any = NOT_GIVEN, alpha: Any = NOT_GIVEN,
+                 steps: Any = NOT_GIVEN, tol: float = 1e-6, *, model: Optional[nn.Module] = None,
+                 n_classes: Optional[int] = None) -> None:
+    """Raise ``ValueError`` with a hint for arguments an attack cannot work with.
+
+    ``x``: a batch (N, ...) of finite float32 (or the model's dtype) images in [0,1] on the model's
+    device; ``y``: int64 labels, one per image, in ``[0, n_classes)``; ``eps``, ``alpha``, ``steps``
+    as in :func:`check_settings`. An argument left out is not checked; one given, even ``None``, must be
+    valid. With ``model``, the dtype and device of ``x`` are checked against its parameters and
+    the number of classes is the model's number of logits (:func:`n_outputs`) unless ``n_classes`` is given.
+    """
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise ValueError("x must be a floating-point tensor of images in [0,1] (divide uint8 images by 255).")
-    if x.numel() and (x.min().item() < -tol or x.max().item() > 1 + tol):
-        raise ValueError(f"inputs must lie in [0,1]; got min {x.min().item():.3g}, max {x.max().item():.3g}. "
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(f"x is {x.dtype}: " + HALF_DTYPES_HINT)
+    if x.dim() < 2 or x.dim() == 3:
+        raise ValueError(f"x has shape {tuple(x.shape)}: attacks take a batch (N, C, H, W) of images. For one image "
+                         "pass x.unsqueeze(0) and y of shape (1,).")
+    lo, hi = (v.item() for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)  # NaN propagates to both
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"x holds {int((~torch.isfinite(x)).sum())} NaN or infinite values: attacks need finite "
+                         "images in [0,1] (check the preprocessing that made them).")
+    if lo < -tol or hi > 1 + tol:
+        raise ValueError(f"inputs must lie in [0,1]; got min {lo:.3g}, max {hi:.3g}. "
                          "Pass un-normalised images and put any normalisation inside the model "
                          "(advlib.models.get_model(..., normalize=True)).")
-    if y is not None:
+    if model is not None:
+        p = next((p for p in model.parameters() if p.is_floating_point()), None)
+        if p is not None and p.dtype != x.dtype:
+            hint = HALF_DTYPES_HINT if p.dtype in (torch.float16, torch.bfloat16) else f"pass x.to({p.dtype})."
+            raise ValueError(f"x is {x.dtype} but the model's parameters are {p.dtype}: {hint}")
+        if p is not None and p.device != x.device:
+            raise ValueError(f"x is on {x.device} but the model on {p.device}: move x with x.to({str(p.device)!r}).")
+    if y is not NOT_GIVEN:
+        if not torch.is_tensor(y):
+            raise ValueError(f"labels y must be a tensor of int64 class indices; got {type(y).__name__}.")
         if y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(f"labels must be a 1-D tensor with one label per image; got x {tuple(x.shape)} "
                              f"and y {tuple(y.shape)}.")
-    if eps is not None and not (0.0 <= float(eps) <= 1.0):
-        raise ValueError(f"eps must be in [0, 1] for images in [0,1]; got {eps}. "
-                         "For eps given in pixel levels write e.g. 8/255.")
-    if alpha is not None and not float(alpha) > 0:
-        raise ValueError(f"step size alpha must be > 0; got {alpha}.")
-    if steps is not None and (int(steps) != steps or steps < 1):
-        raise ValueError(f"steps must be an integer >= 1; got {steps}.")
+        if y.dtype != torch.int64:
+            raise ValueError(f"labels must be int64 class indices (torch.long); got {y.dtype}: pass y.long().")
+        if y.device != x.device:
+            raise ValueError(f"labels are on {y.device} but x on {x.device}: move them with y.to(x.device).")
+        if model is not None and len(x):
+            classes = n_outputs(model, x)
+            if n_classes is not None and n_classes != classes:
+                raise ValueError(f"n_classes={n_classes} but the model gives {classes} logits per image.")
+            n_classes = classes
+        if y.numel():
+            y_lo, y_hi = (v.item() for v in torch.aminmax(y))
+            if y_lo < 0 or (n_classes is not None and y_hi >= n_classes):
+                top = n_classes if n_classes is not None else "classes"
+                raise ValueError(f"labels must be class indices in [0, {top}); got min {y_lo}, max {y_hi}.")
+    check_settings(eps, alpha, steps)
 
 
 @contextlib.contextmanager
@@ -85,16 +169,28 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return other - true
 
 
-def attack_loss(kind: str, logits: torch.Tensor, y: torch.Tensor,
-                clean_prob: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Per-sample loss the attacker maximises."""
-    if kind == "ce":
-        return F.cross_entropy(logits, y, reduction="none")
-    if kind == "cw":
-        return margin(logits, y)
-    if kind == "kl":
-        return F.kl_div(F.log_softmax(logits, 1), clean_prob, reduction="none").sum(1)
-    raise ValueError(f"loss must be one of {LOSSES}; got {kind!r}")
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def objective(loss: Union[str, Objective] = "ce", target: Optional[torch.Tensor] = None) -> Objective:
+    """The per-sample quantity an attack maximises, as a function ``(logits, y) -> loss per sample``.
+
+    ``"ce"`` cross-entropy; ``"cw"`` the CW margin; ``"kl"`` :math:`KL(target\\,\\|\\,softmax(logits))`
+    per sample, where ``target`` is a probability distribution per sample (TRADES: the model's own
+    clean prediction; RSLAD: the teacher's); or any callable ``(logits, y) -> per-sample loss``.
+    """
+    if callable(loss):
+        return loss
+    if loss == "ce":
+        return lambda logits, y: F.cross_entropy(logits, y, reduction="none")
+    if loss == "cw":
+        return margin
+    if loss == "kl":
+        if target is None:
+            raise ValueError("loss='kl' needs target=, a probability distribution per sample "
+                             "(attacks.pgd sets it to the model's clean prediction when you leave it out).")
+        return lambda logits, y: F.kl_div(F.log_softmax(logits, 1), target, reduction="none").sum(1)
+    raise ValueError(f"loss must be one of {LOSSES} or a callable (logits, y) -> per-sample loss; got {loss!r}")
 
 
 def _channels_last(model: nn.Module) -> bool:
@@ -103,77 +199,99 @@ def _channels_last(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) and m.in_channels > 1 for m in model.modules())
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "ce",
-                   clean_prob: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(gradient of the summed loss w.r.t. x, per-sample loss, logits), one forward and backward."""
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Union[str, Objective] = "ce",
+                   target: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gradient of the summed loss w.r.t. x, per-sample loss, logits), one forward and backward.
+    ``loss`` and ``target`` as in :func:`objective`."""
+    f = objective(loss, target)
     x = x.detach()
     if x.dim() == 4 and _channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
     x = x.requires_grad_(True)
     logits = model(x)
-    per = attack_loss(loss, logits, y, clean_prob)
+    per = f(logits, y)
     (g,) = torch.autograd.grad(per.sum(), x)
     return g, per.detach(), logits.detach()
+
+
+def _kl_target(model: nn.Module, x: torch.Tensor, loss, target: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """For loss='kl' without a target: the model's own clean prediction (TRADES' inner maximisation)."""
+    if loss != "kl" or target is not None:
+        return target
+    with torch.no_grad():
+        return F.softmax(model(x), 1)
+
+
+def madry_alpha(eps: float, steps: int) -> float:
+    """The usual PGD step size, 2.5·ε/steps (Madry et al. 2018): enough to reach the boundary of the
+    ε-ball from anywhere inside it and move along it."""
+    return 2.5 * eps / steps
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project onto the intersection of the eps-ball around x and the [0,1] box."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0, 1)
 
 
 # --------------------------------------------------------------------------- attacks
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, mode: str = "eval",
-         loss: str = "ce") -> torch.Tensor:
-    r"""Fast Gradient Sign Method: :math:`x + \varepsilon\,\mathrm{sign}(\nabla_x J)`, clamped to [0,1]."""
-    check_inputs(x, y, eps)
+         loss: Union[str, Objective] = "ce", target: Optional[torch.Tensor] = None) -> torch.Tensor:
+    r"""Fast Gradient Sign Method (Goodfellow et al. 2015): :math:`x + \varepsilon\,\mathrm{sign}(\nabla_x J)`,
+    clamped to [0,1]. ``loss``/``target`` as in :func:`objective`."""
+    check_inputs(x, y, eps, model=model)
     if eps == 0:
         return x.detach().clone()
     with model_mode(model, mode), frozen(model):
-        clean_prob = _clean_prob(model, x) if loss == "kl" else None
-        g, _, _ = input_gradient(model, x, y, loss, clean_prob)
+        target = _kl_target(model, x, loss, target)
+        g, _, _ = input_gradient(model, x, y, loss, target)
     return (x + eps * g.sign()).clamp_(0, 1).detach()
 
 
-def _clean_prob(model, x):
-    with torch.no_grad():
-        return F.softmax(model(x), 1)
-
-
-def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Project onto the intersection of the eps-ball around x and the [0,1] box."""
-    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0, 1)
-
-
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-        random_start: bool = True, restarts: int = 1, loss: str = "ce", *, mode: str = "eval",
+        random_start: Union[bool, str] = True, restarts: int = 1, loss: Union[str, Objective] = "ce", *,
+        target: Optional[torch.Tensor] = None, mode: str = "eval",
         callback: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
-    r"""Projected gradient descent (Madry et al.), L-infinity.
+    r"""Projected gradient descent (Madry et al. 2018), L-infinity.
 
-    Each step :math:`x \leftarrow \Pi_{B_\varepsilon(x_0)\cap[0,1]^d}(x + \alpha\,\mathrm{sign}(\nabla_x J))`.
-    ``loss``: ``"ce"`` cross-entropy, ``"cw"`` the CW margin (for the CW-infinity column),
-    ``"kl"`` TRADES' KL divergence from the model's clean prediction (its random start is
-    TRADES' ``0.001 * N(0, 1)``; the others start uniformly in the eps-ball).
+    Each step :math:`x \leftarrow \Pi_{B_\varepsilon(x_0)\cap[0,1]^d}(x + \alpha\,\mathrm{sign}(\nabla_x J))`
+    ascends the per-sample objective ``J`` (see :func:`objective`): ``"ce"`` cross-entropy, ``"cw"``
+    the CW margin (the CW-infinity column), ``"kl"`` the KL divergence from ``target`` (default: the
+    model's own clean prediction, TRADES' inner maximisation; RSLAD passes the teacher's), or any
+    callable ``(logits, y) -> per-sample loss``.
+
+    ``random_start``: ``"uniform"`` in the ε-ball, ``"normal"`` (x + 0.001·N(0, 1), TRADES' and
+    RSLAD's start), ``True`` (normal for ``"kl"``, uniform otherwise) or ``False``.
     With ``restarts > 1``, each sample keeps the restart that fooled the model, or failing
-    that the one with the highest loss. ``callback(step, x_adv)`` sees every iterate.
+    that the one with the highest objective. ``callback(step, x_adv)`` sees every iterate.
     """
-    check_inputs(x, y, eps, alpha, steps)
-    if int(restarts) != restarts or restarts < 1:
-        raise ValueError(f"restarts must be an integer >= 1; got {restarts}.")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
+    check_inputs(x, y, eps, alpha, steps, model=model)
+    if not isinstance(restarts, numbers.Integral) or isinstance(restarts, bool) or restarts < 1:
+        raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}.")
+    if random_start not in (True, False, "uniform", "normal"):
+        raise ValueError(f"random_start must be True, False, 'uniform' or 'normal'; got {random_start!r}")
+    if not callable(loss) and loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES} or a callable (logits, y) -> per-sample loss; got {loss!r}")
     x = x.detach()
     if eps == 0:
         return x.clone()
+    if random_start is True:
+        random_start = "normal" if loss == "kl" else "uniform"
     with model_mode(model, mode), frozen(model):
-        clean_prob = _clean_prob(model, x) if loss == "kl" else None
+        target = _kl_target(model, x, loss, target)
+        f = objective(loss, target)
         best, best_fooled, best_loss = x.clone(), None, None
         for _ in range(restarts):
-            if random_start:
-                noise = (0.001 * torch.randn_like(x) if loss == "kl"
-                         else torch.empty_like(x).uniform_(-eps, eps))
-                x_adv = _project(x + noise, x, eps)
+            if random_start == "normal":
+                x_adv = project(x + 0.001 * torch.randn_like(x), x, eps)
+            elif random_start == "uniform":
+                x_adv = project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
             else:
                 x_adv = x.clone()
             for step in range(steps):
-                g, _, _ = input_gradient(model, x_adv, y, loss, clean_prob)
-                x_adv = _project(x_adv + alpha * g.sign(), x, eps)
+                g, _, _ = input_gradient(model, x_adv, y, f)
+                x_adv = project(x_adv + alpha * g.sign(), x, eps)
                 if callback is not None:
                     callback(step, x_adv)
             if restarts == 1:
@@ -181,7 +299,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
             with torch.no_grad():
                 logits = model(x_adv)
                 fooled = logits.argmax(1) != y
-                per = attack_loss(loss, logits, y, clean_prob)
+                per = f(logits, y)
             if best_fooled is None:
                 best, best_fooled, best_loss = x_adv, fooled, per
             else:
@@ -202,13 +320,17 @@ def random_noise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, version: str = "standard",
                n_classes: int = 10, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
-    """AutoAttack (Croce & Hein 2020) through torchattacks' implementation (APGD-CE, APGD-T, FAB-T, Square)."""
+    """AutoAttack (Croce & Hein 2020) through torchattacks' implementation (APGD-CE, APGD-T, FAB-T, Square).
+
+    torchattacks seeds the global random number generators with ``seed``; they are saved before and
+    restored after, so the randomness of the caller's program still follows the caller's own seed."""
     import torchattacks
 
-    check_inputs(x, y, eps)
+    check_inputs(x, y, eps, model=model, n_classes=n_classes)
     if eps == 0:
         return x.detach().clone()
-    with model_mode(model, "eval"):
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with model_mode(model, "eval"), torch.random.fork_rng(devices=cuda):
         atk = torchattacks.AutoAttack(model, norm="Linf", eps=float(eps), version=version,
                                       n_classes=n_classes, seed=seed)
         out = [atk(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]

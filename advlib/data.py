@@ -12,17 +12,26 @@ Where the data comes from (``source``):
 Data roots are searched in order: the ``root`` argument, then every entry of the
 ``ADVLIB_DATA`` environment variable (``os.pathsep``-separated), then the repository's
 ``data/`` folder. Downloads go to the first writable root. Decoded caches (the JPEG copy)
-go to ``ADVLIB_CACHE`` or ``data/cache`` of the repository.
+go to ``ADVLIB_CACHE`` or ``data/cache`` of the repository, one per source file (keyed on its
+path, size and modification time), so pointing the roots at another copy never reuses a stale one.
+
+A full set that is on disk but damaged (an MNIST file whose MD5 is not the official one, a
+CIFAR-10 batch file that fails torchvision's MD5 check, a JPEG copy that cannot be read or
+does not hold 50,000 + 10,000 images) raises :class:`DataCorruptError` naming the file, what is
+wrong with it and how to get a good copy; under ``source="auto"`` the shipped sample stands in,
+with a warning.
 
 Batches are drawn from the uint8 tensors directly (no PIL, no per-item Python), so a
 small-CNN epoch is dominated by the model, not by data loading.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -30,7 +39,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .paths import REPO_ROOT
+
 DEFAULT_ROOT = REPO_ROOT / "data"  # where downloads go when ADVLIB_DATA is not set
 SAMPLES_DIR = REPO_ROOT / "data" / "samples"
 
@@ -47,6 +57,15 @@ CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
 )
+# MD5 and size of the official un-gzipped IDX files (byte-identical to yann.lecun.com's once gunzipped).
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": ("6bbc9ace898e44ae57da46a324031adb", 47040016),
+    "train-labels-idx1-ubyte": ("a25bea736e30d166cdddb491f175f624", 60008),
+    "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", 7840016),
+    "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", 10008),
+}
+# Images per split of the full CIFAR-10 set: a JPEG copy with other counts is incomplete.
+CIFAR10_SIZES = {"train": 50000, "test": 10000}
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
@@ -71,6 +90,15 @@ HOW_TO_GET = {
 
 class DataNotFoundError(FileNotFoundError):
     """The requested data is neither on disk nor downloadable. The message says what to do."""
+
+
+class DataCorruptError(ValueError):
+    """A data file is on disk but damaged or incomplete. The message names the file, says what is
+    wrong with it and how to get a good copy."""
+
+
+def _corrupt(name: str, path: Path, problem: str) -> DataCorruptError:
+    return DataCorruptError(f"{path}: {problem}. Delete it and get a good copy: {HOW_TO_GET[name]}")
 
 
 @dataclass
@@ -104,6 +132,8 @@ class Dataset:
 
     def subset(self, n: Optional[int] = None, start: int = 0) -> "Dataset":
         """The first ``n`` items from ``start`` (deterministic, no copy)."""
+        if (n is not None and n < 0) or start < 0:
+            raise ValueError(f"subset needs n >= 0 (or None for all) and start >= 0; got n={n}, start={start}")
         stop = len(self) if n is None else min(len(self), start + n)
         return Dataset(self.x[start:stop], self.y[start:stop], self.name, self.split,
                        self.origin, self.classes, self.note)
@@ -236,12 +266,43 @@ def offline() -> bool:
 # --------------------------------------------------------------------------- loaders
 
 
+_VERIFIED: set = set()  # (path, size, mtime) of files whose MD5 was checked in this process
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_mnist_file(path: Path) -> None:
+    """Raise :class:`DataCorruptError` unless ``path`` is the official (un-gzipped) MNIST file of its name."""
+    md5, size = MNIST_MD5[path.name]
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    if st.st_size != size:
+        raise _corrupt("mnist", path, f"it has {st.st_size:,} bytes, the official file {size:,} "
+                                      "(truncated, still gzipped, or another file)")
+    got = _md5(path)
+    if got != md5:
+        raise _corrupt("mnist", path, f"its MD5 is {got}, the official file's {md5}: the content is damaged")
+    _VERIFIED.add(key)
+
+
 def _mnist_full(roots: list[Path], train: bool) -> Optional[Dataset]:
     import torchvision
 
     for r in roots:
         raw = r / "MNIST" / "raw"
         if all((raw / f).exists() for f in MNIST_FILES):
+            prefix = "train" if train else "t10k"
+            for f in MNIST_FILES:
+                if f.startswith(prefix):
+                    check_mnist_file(raw / f)
             ds = torchvision.datasets.MNIST(str(r), train=train, download=False)
             return Dataset(ds.data.unsqueeze(1).contiguous(), ds.targets, "mnist",
                            "train" if train else "test", "full", MNIST_CLASSES, note=f"MNIST from {raw}")
@@ -250,10 +311,21 @@ def _mnist_full(roots: list[Path], train: bool) -> Optional[Dataset]:
 
 def _cifar_full(roots: list[Path], train: bool) -> Optional[Dataset]:
     import torchvision
+    from torchvision.datasets.utils import check_integrity
 
+    cls = torchvision.datasets.CIFAR10
     for r in roots:
-        if (r / "cifar-10-batches-py" / "data_batch_1").exists():
-            ds = torchvision.datasets.CIFAR10(str(r), train=train, download=False)
+        folder = r / cls.base_folder
+        if (folder / "data_batch_1").exists():
+            try:
+                ds = cls(str(r), train=train, download=False)  # checks the MD5 of every file
+            except RuntimeError:
+                files = cls.train_list + cls.test_list + [(cls.meta["filename"], cls.meta["md5"])]
+                bad = [f for f, md5 in files if not check_integrity(str(folder / f), md5)]
+                if not bad:
+                    raise
+                problem = f"{', '.join(bad)} missing or failing torchvision's MD5 check"
+                raise _corrupt("cifar10", folder, problem) from None
             x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
             return Dataset(x, torch.tensor(ds.targets), "cifar10", "train" if train else "test", "full",
                            CIFAR10_CLASSES, note=f"CIFAR-10 from {r / 'cifar-10-batches-py'}")
@@ -272,8 +344,26 @@ def _find_cifar_jpeg(roots: list[Path]) -> Optional[Path]:
     return None
 
 
+def jpeg_cache_path(src: Path) -> Path:
+    """Where the decoded copy of the JPEG copy ``src`` is cached: a name keyed on its path, size
+    and modification time (for a folder: its number of images, their total size, the newest one)."""
+    src = Path(src).resolve()
+    if src.is_dir():
+        stats = [p.stat() for p in src.rglob("*.jpg")]
+        size = f"{len(stats)}:{sum(st.st_size for st in stats)}"
+        mtime = max((st.st_mtime_ns for st in stats), default=0)
+    else:
+        st = src.stat()
+        size, mtime = st.st_size, st.st_mtime_ns
+    key = hashlib.sha1(f"{src}|{size}|{mtime}".encode()).hexdigest()[:16]
+    return cache_dir() / f"cifar10-jpg-{key}.npz"
+
+
 def decode_cifar_jpeg(src: Path, dest: Path) -> Path:
-    """Decode the JPEG image-folder copy once into ``dest`` (an .npz of uint8 arrays)."""
+    """Decode the JPEG image-folder copy once into ``dest`` (an .npz of uint8 arrays).
+
+    Raises :class:`DataCorruptError` for an archive or image that cannot be read and for a copy
+    that does not hold the full set's 50,000 training and 10,000 test images (``CIFAR10_SIZES``)."""
     from PIL import Image
 
     arrays: dict[str, list] = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
@@ -284,7 +374,12 @@ def decode_cifar_jpeg(src: Path, dest: Path) -> Path:
         split, cls = parts[-3], parts[-2]
         if split not in ("train", "test") or cls not in CIFAR10_CLASSES:
             return
-        img = np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"), dtype=np.uint8)
+        try:
+            img = np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"), dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as err:  # PIL: UnidentifiedImageError, truncated data
+            raise _corrupt("cifar10", src, f"the image {relpath} cannot be decoded ({err})") from None
+        if img.shape != (32, 32, 3):
+            raise _corrupt("cifar10", src, f"the image {relpath} is {img.shape[1]}x{img.shape[0]}, not 32x32")
         arrays["x_" + split].append((relpath, img.transpose(2, 0, 1)))
         arrays["y_" + split].append((relpath, CIFAR10_CLASSES.index(cls)))
 
@@ -292,10 +387,19 @@ def decode_cifar_jpeg(src: Path, dest: Path) -> Path:
         for p in sorted(src.rglob("*.jpg")):
             add(p.relative_to(src.parent).as_posix(), p.read_bytes())
     else:
-        with tarfile.open(src, "r:*") as tar:
-            for m in tar:
-                if m.isfile() and m.name.endswith(".jpg"):
-                    add(m.name, tar.extractfile(m).read())
+        try:
+            with tarfile.open(src, "r:*") as tar:
+                for m in tar:
+                    if m.isfile() and m.name.endswith(".jpg"):
+                        add(m.name, tar.extractfile(m).read())
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+            raise _corrupt("cifar10", src, f"it is not a readable .tar.gz archive ({type(err).__name__}: {err}); "
+                                           "it is truncated or damaged") from None
+    counts = {split: len(arrays["y_" + split]) for split in CIFAR10_SIZES}
+    if counts != CIFAR10_SIZES:
+        raise _corrupt("cifar10", src, f"it holds {counts['train']:,} training and {counts['test']:,} test images "
+                                       f"in {{train,test}}/<class>/*.jpg, the full set {CIFAR10_SIZES['train']:,} "
+                                       f"and {CIFAR10_SIZES['test']:,}: the copy is incomplete")
     out = {}
     for k, items in arrays.items():
         items.sort(key=lambda t: t[0])
@@ -311,7 +415,7 @@ def _cifar_jpeg(roots: list[Path], train: bool, progress: bool = True) -> Option
     src = _find_cifar_jpeg(roots)
     if src is None:
         return None
-    dest = cache_dir() / "cifar10-jpg-decoded.npz"
+    dest = jpeg_cache_path(src)
     if not dest.exists():
         if progress:
             print(f"Decoding the CIFAR-10 JPEG copy {src} once into {dest} (about a minute)...", flush=True)
@@ -344,8 +448,12 @@ def load_sample(name: str, train: bool) -> Dataset:
     if not path.exists():
         raise DataNotFoundError(f"The shipped sample {path} is missing; restore it with `git checkout data/samples`.")
     key = "train" if train else "test"
-    with np.load(path) as z:
-        x, y = torch.from_numpy(z["x_" + key]), torch.from_numpy(z["y_" + key])
+    try:
+        with np.load(path) as z:
+            x, y = torch.from_numpy(z["x_" + key]), torch.from_numpy(z["y_" + key])
+    except (OSError, ValueError, KeyError, EOFError, zlib.error) as err:  # zipfile.BadZipFile is an OSError
+        raise DataCorruptError(f"The shipped sample {path} cannot be read ({type(err).__name__}: {err}); "
+                               "restore it with `git checkout data/samples`.") from None
     if x.dim() == 3:
         x = x.unsqueeze(1)
     classes = MNIST_CLASSES if name == "mnist" else CIFAR10_CLASSES
@@ -364,8 +472,9 @@ def load(name: str, split: str = "train", source: str = "auto", root: Optional[o
     """Load ``name`` (``"mnist"`` or ``"cifar10"``), ``split`` (``"train"``/``"test"``).
 
     ``source="full"`` raises :class:`DataNotFoundError` naming the expected files when the
-    full set is neither on disk nor downloadable; ``"auto"`` then falls back to the shipped
-    sample and prints a notice; ``"sample"`` always uses the shipped sample.
+    full set is neither on disk nor downloadable, and :class:`DataCorruptError` when it is on disk
+    but damaged; ``"auto"`` then falls back to the shipped sample, with a printed notice and a
+    warning; ``"sample"`` always uses the shipped sample.
     """
     name = name.lower().replace("-", "")
     if name not in DATASETS:
@@ -378,18 +487,12 @@ def load(name: str, split: str = "train", source: str = "auto", root: Optional[o
     if source == "sample":
         return load_sample(name, train)
     roots = data_roots(root)
-    finders = [_mnist_full] if name == "mnist" else [_cifar_full]
-    ds = None
-    for find in finders:
-        ds = find(roots, train)
-        if ds is not None:
-            break
-    if ds is None:
-        ds = _download(name, roots, train)
-    if ds is None and name == "cifar10":
-        ds = _cifar_jpeg(roots, train)
-        if ds is not None and verbose:
-            print("Notice: " + JPEG_NOTICE, flush=True)
+    try:
+        ds = _load_full(name, roots, train, verbose)
+    except DataCorruptError as err:
+        if source == "full":
+            raise
+        return _sample_instead(name, split, verbose, f"the full data set on disk cannot be used ({err})", str(err))
     if ds is not None:
         return ds
     searched = ", ".join(str(r) for r in roots)
@@ -398,11 +501,28 @@ def load(name: str, split: str = "train", source: str = "auto", root: Optional[o
            + HOW_TO_GET[name])
     if source == "full":
         raise DataNotFoundError(msg)
-    sample = load_sample(name, train)
+    return _sample_instead(name, split, verbose, "full data set not found", HOW_TO_GET[name])
+
+
+def _load_full(name: str, roots: list[Path], train: bool, verbose: bool) -> Optional[Dataset]:
+    """The full set from the roots, a download, or (CIFAR-10) the JPEG copy; None if none can be had."""
+    ds = (_mnist_full if name == "mnist" else _cifar_full)(roots, train)
+    if ds is None:
+        ds = _download(name, roots, train)
+    if ds is None and name == "cifar10":
+        ds = _cifar_jpeg(roots, train)
+        if ds is not None and verbose:
+            print("Notice: " + JPEG_NOTICE, flush=True)
+    return ds
+
+
+def _sample_instead(name: str, split: str, verbose: bool, why: str, what_to_do: str) -> Dataset:
+    """The shipped sample in place of the full set, with a printed notice and a warning saying why."""
+    sample = load_sample(name, split == "train")
     if verbose:
         print(f"Notice: using the shipped {name} sample ({len(sample)} {split} images), not the full data set. "
-              f"Results are for teaching only. {HOW_TO_GET[name]}", flush=True)
-    warnings.warn(f"advlib.data: {name} {split}: full data set not found, using the shipped sample.", stacklevel=2)
+              f"Results are for teaching only. {what_to_do}", flush=True)
+    warnings.warn(f"advlib.data: {name} {split}: {why}, using the shipped sample.", stacklevel=3)
     return sample
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from . import attacks, data as data_mod, utils
+from . import attacks, data as data_mod, models, tables, utils
 
 DEFAULT_ATTACKS = ("fgsm", "pgd-20", "pgd-20-kl", "cw-20", "aa")
 
@@ -66,7 +66,7 @@ _PGD = re.compile(r"^(pgd|cw)-(\d+)(?:x(\d+))?((?:-kl|-nors)*)$")
 def parse_attack(spec: str, eps: float, alpha: Optional[float] = None) -> AttackSpec:
     """Turn a short spec (see the module docstring) into an :class:`AttackSpec`."""
     s = spec.lower().strip()
-    attacks.check_inputs(torch.zeros(1), eps=eps, alpha=alpha)
+    attacks.check_settings(eps, attacks.NOT_GIVEN if alpha is None else alpha)
     if s == "fgsm":
         return AttackSpec(spec, "FGSM", "fgsm", eps)
     if s in ("aa", "autoattack"):
@@ -101,6 +101,15 @@ def batched_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return correct / max(len(x), 1)
 
 
+def check_model_fits(model: nn.Module, dataset_name: str) -> None:
+    """Raise ``ValueError`` when ``model`` is a registered model of another data set than ``dataset_name``."""
+    name = getattr(model, "name", None)
+    if name in models.MODELS and models.model_dataset(name) != dataset_name:
+        ds = models.model_dataset(name)
+        raise ValueError(f"the model {name!r} is for {ds}, not {dataset_name}: evaluate it on data.load({ds!r}, "
+                         f"'test') (on the command line: leave out --dataset or pass --dataset {ds}).")
+
+
 def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_specs: Sequence[str] = DEFAULT_ATTACKS,
              eps: float = 8 / 255, alpha: Optional[float] = None, n: Optional[int] = None,
              n_per_attack: Optional[dict] = None, batch_size: int = 500, device=None,
@@ -108,22 +117,31 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
     """Clean and robust accuracy for each attack spec on the first ``n`` items of ``dataset``.
 
     ``n_per_attack`` limits a slow attack to fewer items, e.g. ``{"aa": 1000}`` (its ``n`` is
-    reported). Returns ``{"data", "n", "eps", "clean", "robust": {name: acc}, "attacks": {name:
-    settings}, "seconds": {name: s}}``.
+    reported). ``n``, ``batch_size`` and those limits must be integers >= 1 (``n=None``: every item),
+    and a registered model must be one of the data set's (``ValueError`` otherwise).
+    Returns ``{"data" (a label), "dataset" ("mnist", "cifar10"; None for tensors), "data_origin", "n", "eps", "clean", "robust": {name: acc}, "n_attack": {name: n}, "attacks":
+    {name: settings}, "seconds": {name: s}}``.
     """
+    utils.check_count("n", n, none_means="every image")
+    utils.check_count("batch_size", batch_size)
+    for spec, m in (n_per_attack or {}).items():
+        if spec not in attack_specs:
+            raise ValueError(f"n_per_attack names {spec!r}, which is not among the attacks {list(attack_specs)}.")
+        utils.check_count(f"n_per_attack[{spec!r}]", m)
     device = device or next(model.parameters()).device
     if isinstance(dataset, data_mod.Dataset):
         x, y = dataset.tensors(n, device=device)
-        label, origin = dataset.label, dataset.origin
+        dataset_name, label, origin = dataset.name, dataset.label, dataset.origin
+        check_model_fits(model, dataset_name)
     else:
         x, y = dataset
         x, y = x[:n].to(device), y[:n].to(device)
-        label, origin = "tensors", "given"
-    attacks.check_inputs(x, y, eps)
+        dataset_name, label, origin = None, "tensors", "given"
+    attacks.check_inputs(x, y, eps, model=model)
     specs = [parse_attack(s, eps, alpha) for s in attack_specs]
     n_per_attack = n_per_attack or {}
-    result = {"data": label, "data_origin": origin, "n": len(x), "eps": eps, "clean": None,
-              "robust": {}, "n_attack": {}, "attacks": {}, "seconds": {}}
+    result = {"data": label, "dataset": dataset_name, "data_origin": origin, "n": len(x), "eps": eps,
+              "clean": None, "robust": {}, "n_attack": {}, "attacks": {}, "seconds": {}}
     total = len(x) + sum(min(len(x), n_per_attack.get(s.spec, len(x))) for s in specs)
     with utils.progress(total=total, enabled=progress, desc="evaluate", unit="img") as bar:
         t = time.perf_counter()
@@ -157,16 +175,10 @@ def as_rows(results: dict[str, dict]) -> dict[str, dict[str, float]]:
 
 
 def percent_table(rows: dict[str, dict[str, float]], columns: Optional[Sequence[str]] = None) -> str:
-    """A markdown table of accuracies in % from ``{row: {column: accuracy in [0,1]}}``."""
-    if columns is None:
-        columns = []
-        for r in rows.values():
-            columns += [c for c in r if c not in columns]
-    out = "| | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns) + "\n"
-    for name, r in rows.items():
-        out += f"| {name} | " + " | ".join(f"{100 * r[c]:.2f}" if isinstance(r.get(c), (int, float)) else "–"
-                                            for c in columns) + " |\n"
-    return out
+    """A markdown table of accuracies in % from ``{row: {column: accuracy in [0,1]}}`` (columns: every
+    key of the rows unless given), ending with a line break."""
+    columns = tables.columns_of(rows) if columns is None else list(columns)
+    return tables.markdown_table(rows, columns, tables.percent, align="l" + "r" * len(columns)) + "\n"
 
 
 def format_table(results: dict[str, dict]) -> str:

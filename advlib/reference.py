@@ -8,14 +8,15 @@ figures are L∞ with ε = 8/255, all MNIST figures L∞ with ε = 0.3; accuraci
 * :data:`RSLAD_REPRODUCTION`: an independent reproduction (last checkpoint); ``None`` = not reported.
 * :data:`ANCHORS`: other single-model anchors (TRADES, fast_adversarial, AutoAttack READMEs).
 
-:func:`published_tables` gives all of them as uniform tables (for the course report) and
-:func:`match` finds the published rows that correspond to one of our table rows.
+:func:`published_tables` gives all of them as uniform tables (for the course report);
+:func:`match` finds the published rows for a model and a training method that a notebook declared
+(our names: :data:`PUBLISHED_MODEL`, :data:`PUBLISHED_METHOD`) and :func:`published_column` the
+published column an attack measures. Nothing is guessed from the text of a row or a column.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 SHEET = "shared/reference/rslad-table.md"
 EPS = {"cifar10": "8/255", "mnist": "0.3"}
@@ -93,6 +94,7 @@ class Anchor:
     robust_attack: str  # "" when the sheet does not name it
     aa: float
     citation: str
+    robust_pgd: Optional[tuple[int, int]] = None  # (steps, restarts) of robust_attack, a CE PGD; None if unnamed
 
     @property
     def eps(self) -> str:
@@ -105,16 +107,16 @@ class Anchor:
 
 ANCHORS: tuple[Anchor, ...] = (
     Anchor("TRADES repo README", "WRN-34-10, CIFAR-10", "cifar10", "WRN-34-10", "TRADES",
-           84.92, 56.61, "PGD-20", 53.08, TRADES_CITATION),
+           84.92, 56.61, "PGD-20", 53.08, TRADES_CITATION, (20, 1)),
     Anchor("fast_adversarial README / RobustBench",
            "PreActResNet-18, FGSM with random start, 15 epochs, 12 GPU-minutes", "cifar10", "PreActResNet-18",
-           "FGSM", 83.34, 46.06, "PGD-50×10", 43.21, FAST_CITATION),
+           "FGSM", 83.34, 46.06, "PGD-50×10", 43.21, FAST_CITATION, (50, 10)),
     Anchor("AutoAttack README", "Madry WRN-34-10", "cifar10", "WRN-34-10", "SAT",
            87.14, 47.04, "", 44.04, AUTOATTACK_CITATION),
     Anchor("TRADES repo README", "MNIST SmallCNN, β = 1, 100 epochs", "mnist", "SmallCNN", "TRADES",
-           99.48, 96.07, "PGD-40", 92.81, TRADES_CITATION),
+           99.48, 96.07, "PGD-40", 92.81, TRADES_CITATION, (40, 1)),
     Anchor("fast_adversarial (MNIST)", "small CNN, FGSM α = 0.375, 10 epochs", "mnist", "small CNN", "FGSM",
-           98.50, 88.77, "PGD-50×10, α 0.01", 82.93, FAST_CITATION),
+           98.50, 88.77, "PGD-50×10, α 0.01", 82.93, FAST_CITATION, (50, 10)),
 )
 ANCHOR_COLUMNS = ("Clean", "robust", "AA")
 
@@ -153,101 +155,83 @@ def published_tables() -> list[dict]:
 
 # --------------------------------------------------------------------------- matching our rows
 
-
-def _tokens(text: str) -> list[str]:
-    return [t for t in re.split(r"[^0-9a-z]+", str(text).lower()) if t]
-
-
-def _norm(text: str) -> str:
-    return "".join(_tokens(text))
-
-
-def dataset_of(label: str) -> Optional[str]:
-    """'mnist' / 'cifar10' / None from a data label such as 'CIFAR-10 (JPEG copy)'."""
-    n = _norm(label or "")
-    if n.startswith("mnist"):
-        return "mnist"
-    if n.startswith("cifar10"):
-        return "cifar10"
-    return None
+# Our names (advlib.models, advlib.losses) -> the names of the published tables. Only declared names are
+# matched (see advlib.record: a result table's rows_meta and columns_meta), never guessed from a row's text.
+PUBLISHED_MODEL = {"resnet18": "ResNet-18", "preact_resnet18": "PreActResNet-18", "mobilenet_v2": "MobileNetV2",
+                   "wrn34_10": "WRN-34-10", "small_cnn": "SmallCNN"}
+PUBLISHED_METHOD = {"standard": "Natural", "pgd": "SAT", "trades": "TRADES", "fgsm_rs": "FGSM", "ard": "ARD",
+                    "iad": "IAD", "rslad": "RSLAD"}
 
 
-def model_of(text: str) -> Optional[str]:
-    """The published model name mentioned in ``text`` (a row, table or setting name), if any."""
-    n = _norm(text)
-    if "preact" in n:
-        return "PreActResNet-18"
-    if "mobilenet" in n:
-        return "MobileNetV2"
-    if "wrn" in n or "wideresnet" in n:
-        return "WRN-34-10"  # the only wide ResNet with published figures here
-    if "resnet18" in n:
-        return "ResNet-18"
-    if "smallcnn" in n:
-        return "SmallCNN"
-    return None
+def _published(name: Optional[str], names: dict[str, str]) -> Optional[str]:
+    return name if name in names.values() else names.get(name)  # type: ignore[arg-type]
 
 
-def method_of(text: str) -> Optional[str]:
-    """The training method named in ``text``: RSLAD, IAD, ARD, TRADES, FGSM, SAT (PGD / Madry adversarial
-    training) or Natural; None if none is named."""
-    toks = _tokens(text)
-    n = "".join(toks)
-    if "rslad" in n:
-        return "RSLAD"
-    if "iad" in toks:
-        return "IAD"
-    if "ard" in toks:
-        return "ARD"
-    if "trades" in n:
-        return "TRADES"
-    if "fgsm" in n:
-        return "FGSM"
-    if any(t in toks for t in ("sat", "madry", "pgdat")) or "pgd" in n:
-        return "SAT"
-    if any(t in toks for t in ("natural", "standard", "plain", "undefended")):
-        return "Natural"
-    return None
+def published_model(model: Optional[str]) -> Optional[str]:
+    """The published name of one of our models ('preact_resnet18' -> 'PreActResNet-18'); a published
+    name stays as it is; None when it has no published figures here."""
+    return _published(model, PUBLISHED_MODEL)
 
 
-def match(dataset: str, row: str, context: Sequence[str] = ()) -> list[dict]:
-    """Published rows that obviously correspond to our table row ``row`` measured on ``dataset``.
+def published_method(method: Optional[str]) -> Optional[str]:
+    """The published family of one of our training methods: 'standard' -> 'Natural', 'pgd' -> 'SAT'
+    (Madry PGD training), 'fgsm_rs' -> 'FGSM' (fast AT: FGSM with a random start), 'trades', 'ard',
+    'iad', 'rslad' -> upper case. None for the others (FGSM without a random start has no published
+    counterpart here); a published name stays as it is."""
+    return _published(method, PUBLISHED_METHOD)
 
-    ``context`` holds further text to find the model in (the table name, the notebook's model setting).
-    MNIST: a row naming TRADES is set beside the TRADES SmallCNN anchor, one naming FGSM beside the
-    fast_adversarial MNIST anchor, one naming PGD (adversarial training) beside both MNIST anchors.
-    CIFAR-10: model + method, against RSLAD Table 2 (best, last, reproduction) and the anchors.
-    Returns ``[{"kind": "rslad"|"anchor", "title", "citation", "values": {...}, "attack": str}]``.
+
+def published_column(attack: Optional[dict]) -> Optional[str]:
+    """The RSLAD column (:data:`RSLAD_COLUMNS`) measured by an attack with these settings
+    (:meth:`advlib.evaluate.AttackSpec.settings`, ``{"kind": "clean"}`` for clean accuracy): PGD on the
+    cross-entropy is PGD_SAT, on the TRADES KL PGD_TRADES, on the CW margin CW∞. None for the
+    others (random noise) and for an attack not recorded."""
+    if not isinstance(attack, dict):
+        return None
+    kind = attack.get("kind")
+    if kind == "pgd":
+        return {"ce": "PGD_SAT", "kl": "PGD_TRADES", "cw": "CW∞"}.get(attack.get("loss", "ce"))
+    return {"clean": "Clean", "fgsm": "FGSM", "aa": "AA"}.get(kind)
+
+
+def match(dataset: Optional[str], model: Optional[str], method: Optional[str]) -> list[dict]:
+    """Published rows that correspond to a model ``model`` trained with ``method`` (our names, see
+    :func:`published_model`, :func:`published_method`; or the published ones) measured on ``dataset``
+    ('mnist' or 'cifar10').
+
+    MNIST (whose published models are not ours; the anchors are shown for scale): TRADES training is
+    set beside the TRADES SmallCNN anchor, FGSM with a random start beside the fast_adversarial MNIST
+    anchor, PGD training beside both. CIFAR-10: the same model and method in RSLAD Table 2 (best,
+    last, reproduction) and the anchors. Nothing for an unknown data set, model or method.
+    Returns ``[{"kind": "rslad"|"anchor", "title", "citation", "values": {...}, "attack": str,
+    "pgd": (steps, restarts) or None}]``.
     """
     out: list[dict] = []
-    method = method_of(row)
-    if method is None:
+    meth = published_method(method)
+    if meth is None:
         return out
     if dataset == "mnist":
         mnist = [a for a in ANCHORS if a.dataset == "mnist"]
-        picks = [a for a in mnist if a.method == method] if method in ("TRADES", "FGSM") else (
-            mnist if method == "SAT" else [])
-        for a in picks:
-            out.append(_anchor_entry(a))
-        return out
-    if dataset != "cifar10":
-        return out
-    model = model_of(row) or next((m for m in map(model_of, context) if m), None)
-    if model is None:
+        picks = [a for a in mnist if a.method == meth] if meth in ("TRADES", "FGSM") else (
+            mnist if meth == "SAT" else [])
+        return [_anchor_entry(a) for a in picks]
+    mod = published_model(model)
+    if dataset != "cifar10" or mod is None:
         return out
     for title, table, cit in (("RSLAD Table 2, best checkpoint", RSLAD_BEST, RSLAD_CITATION),
                               ("RSLAD Table 2, last checkpoint", RSLAD_LAST, RSLAD_CITATION),
                               ("independent reproduction, last checkpoint", RSLAD_REPRODUCTION,
                                REPRODUCTION_CITATION)):
-        if (model, method) in table:
+        if (mod, meth) in table:
             out.append({"kind": "rslad", "title": title, "citation": cit,
-                        "values": dict(zip(RSLAD_COLUMNS, table[(model, method)])), "attack": ""})
+                        "values": dict(zip(RSLAD_COLUMNS, table[(mod, meth)])), "attack": "", "pgd": None})
     for a in ANCHORS:
-        if a.dataset == "cifar10" and a.model == model and a.method == method:
+        if a.dataset == "cifar10" and a.model == mod and a.method == meth:
             out.append(_anchor_entry(a))
     return out
 
 
 def _anchor_entry(a: Anchor) -> dict:
     return {"kind": "anchor", "title": a.title, "citation": a.citation,
-            "values": {"Clean": a.clean, "robust": a.robust, "AA": a.aa}, "attack": a.robust_attack}
+            "values": {"Clean": a.clean, "robust": a.robust, "AA": a.aa}, "attack": a.robust_attack,
+            "pgd": a.robust_pgd}

@@ -1,4 +1,4 @@
-"""One training engine with a pluggable loss (see :mod:`advlib.losses`).
+"""One training engine with a pluggable loss (see :mod:`advlib.losses`; settings in :mod:`advlib.config`).
 
 ``fit(TrainConfig(...))`` trains, evaluates clean and PGD accuracy on a held-out split each
 epoch, keeps ``last.pt`` and ``best.pt`` (by robust accuracy) in ``cfg.out_dir``, writes
@@ -11,11 +11,13 @@ its own shard of every epoch, metrics are summed over ranks, and only rank 0 log
 """
 from __future__ import annotations
 
-import dataclasses
+import errno
 import math
+import pickle
 import random
+import shutil
 import time
-from dataclasses import dataclass, field
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -24,85 +26,10 @@ import torch
 import torch.nn as nn
 
 from . import attacks, data as data_mod, losses, models, utils
+from .config import TrainConfig  # noqa: F401  (advlib.train.TrainConfig, as before)
+from .teacher import Teacher
 
 CHECKPOINT_FORMAT = "advlib-checkpoint-v1"
-
-
-@dataclass
-class TrainConfig:
-    # what
-    model: str = "fast_cnn"
-    dataset: str = "mnist"
-    source: str = "auto"
-    method: str = "standard"
-    normalize: bool = False
-    train_samples: Optional[int] = None  # use only the first N training images (CPU budgets)
-    holdout: int = 1000  # images held out of the training set for per-epoch evaluation
-    augment: Optional[bool] = None  # crop + flip; default: on for CIFAR-10
-    # optimisation
-    epochs: float = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adam
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "multistep"  # constant | multistep | cosine | cyclic
-    milestones: tuple = (0.5, 0.75)  # multistep: fractions of training at which lr *= gamma
-    gamma: float = 0.1
-    cyclic_peak: float = 0.4  # cyclic: fraction of training where the lr peaks (fast_adversarial: 2/5)
-    warmup_epochs: float = 0.0
-    grad_clip: Optional[float] = None
-    # adversary used in training
-    eps: float = 0.3
-    alpha: Optional[float] = None  # attack step; None: the method's default ratio of eps
-    steps: int = 10
-    eps_ramp_epochs: float = 0.0  # eps grows linearly from 0 over these epochs
-    attack_mode: str = "eval"  # model mode while crafting training examples: eval | train
-    beta: float = 6.0  # TRADES / MART
-    mix: float = 0.5  # fgsm_weighted
-    # per-epoch evaluation on the held-out split
-    eval_samples: int = 500
-    eval_steps: int = 10
-    eval_alpha: Optional[float] = None  # default eps / 4
-    # bookkeeping
-    seed: int = 0
-    out_dir: str = "runs/train"
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
-    device: str = "auto"
-    progress: bool = True
-    extra: dict = field(default_factory=dict)  # free-form notes stored with the run
-
-    def to_dict(self) -> dict:
-        return utils.to_jsonable(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"Unknown TrainConfig fields: {sorted(unknown)}")
-        d = dict(d)
-        if "milestones" in d and d["milestones"] is not None:
-            d["milestones"] = tuple(d["milestones"])
-        return cls(**d)
-
-    def validate(self) -> None:
-        if self.dataset not in data_mod.DATASETS:
-            raise ValueError(f"dataset must be one of {data_mod.DATASETS}; got {self.dataset!r}")
-        if self.model not in models.MODELS:
-            raise ValueError(f"Unknown model {self.model!r}; registered: {', '.join(models.MODELS)}")
-        if models.model_dataset(self.model) != self.dataset:
-            raise ValueError(f"Model {self.model!r} is for {models.model_dataset(self.model)}, not {self.dataset}.")
-        losses.get_method(self.method)
-        if not 0 <= self.eps <= 1:
-            raise ValueError(f"eps must be in [0, 1] for images in [0,1]; got {self.eps}")
-        if self.epochs <= 0 or self.batch_size < 1:
-            raise ValueError("epochs must be > 0 and batch_size >= 1")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
-        if self.schedule not in ("constant", "multistep", "cosine", "cyclic"):
-            raise ValueError(f"schedule must be constant, multistep, cosine or cyclic; got {self.schedule!r}")
 
 
 # Fields that may change between an interrupted run and its resumption.
@@ -160,19 +87,54 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
+def _nbytes(obj: Any) -> int:
+    """Bytes held by the tensors in a nested payload (about the size of its checkpoint)."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` atomically: an interruption or a failed write (a full disk) never
+    leaves a half-written checkpoint, and the previous ``path`` stays intact. A failed write raises
+    ``OSError`` saying so, how much space is free and what to do."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
+    try:
+        torch.save(payload, tmp)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as "enforce fail at inline_container.cc"
+        tmp.unlink(missing_ok=True)
+        free, needed = shutil.disk_usage(path.parent).free, _nbytes(payload)
+        space = f"{free / 2**20:,.0f} MiB free there, the checkpoint needs about {needed / 2**20:,.0f} MiB"
+        full = free < 1.1 * needed + 2**20  # what a full disk leaves once the partial file is removed
+        why = f"the disk is full ({space})" if full else f"the write failed ({err}; {space})"
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      f"Could not write the checkpoint {path}: {why}. Nothing was lost: {kept}. Free some space "
+                      "(or choose another out_dir) and re-run the same command to resume from the last "
+                      "checkpoint.") from err
     tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint
 
 
 def load_checkpoint(path: Any, map_location="cpu") -> dict:
+    """The payload of the advlib checkpoint at ``path`` (loaded with ``weights_only=True``).
+    ``FileNotFoundError`` if there is none; ``ValueError`` naming the file and what to do if it is
+    truncated, damaged, or not an advlib checkpoint."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}. Train first (python -m advlib train ...) "
                                 "or pass the path of an existing last.pt / best.pt.")
-    ck = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable advlib checkpoint ({type(err).__name__}: "
+                         f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no details'}): it is truncated, "
+                         "damaged or another kind of file. Copy it again from where it was trained, or re-train "
+                         "(python -m advlib train ... writes last.pt and best.pt).") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an advlib checkpoint (expected format {CHECKPOINT_FORMAT!r}).")
     return ck
@@ -240,11 +202,13 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     rank, world = utils.dist_info()
     device = utils.get_device(cfg.device)
     out = Path(cfg.out_dir)
+    if utils.is_main():
+        utils.check_writable_dir(out, "out_dir")  # now, not after the first epoch
     utils.set_seed(cfg.seed)
 
     if train_data is None:
         train_data = data_mod.load(cfg.dataset, "train", source=cfg.source, verbose=utils.is_main())
-    if cfg.train_samples:
+    if cfg.train_samples is not None:
         train_data = train_data.subset(cfg.train_samples)
     holdout_n = min(cfg.holdout, len(train_data) // 5)
     train_set, hold = train_data.split_off(holdout_n, seed=cfg.seed)
@@ -266,6 +230,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     method = losses.get_method(cfg.method)
+    teacher = (Teacher.load(cfg.teacher, dataset=cfg.dataset, device=device, cache=not augment)
+               if method.teacher else None)
     eval_alpha = cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_robust": -1.0,
@@ -318,7 +284,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(cfg, state["global_step"] / total_steps)
             eps = current_eps(cfg, t_epoch)
-            loss, logits = method(net, xb, yb, eps, cfg)
+            loss, logits = method(losses.Context(net, xb, yb, eps, cfg, teacher, t_epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -364,7 +330,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
 
 def _config_diff(cfg: TrainConfig, ck: dict, data_desc: str) -> dict:
     """Settings (and the training data) that differ between ``cfg`` and a checkpoint."""
-    old = ck.get("config", {})
+    old = {**TrainConfig().to_dict(), **ck.get("config", {})}  # fields added since the checkpoint: defaults
     diff = {k: (old.get(k), v) for k, v in cfg.to_dict().items() if k not in RESUME_FREE and old.get(k) != v}
     if ck.get("state", {}).get("data") != data_desc:
         diff["data"] = (ck.get("state", {}).get("data"), data_desc)
@@ -375,7 +341,8 @@ def _check_resumable(cfg: TrainConfig, ck: dict, path: Path, data_desc: str) -> 
     diff = _config_diff(cfg, ck, data_desc)
     if diff:
         raise ValueError(f"{path} was written by a run with other settings {diff} (old, new). "
-                         "Resume with the same settings, choose another out_dir, or pass resume=False to start over.")
+                         "Resume with the same settings, choose another out_dir, or start over: resume=False "
+                         "(on the command line: --no-resume).")
 
 
 def run_metrics(cfg: TrainConfig, state: dict, train_data: data_mod.Dataset, final: bool, total_steps: int) -> dict:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -69,6 +71,33 @@ def progress(iterable: Optional[Iterable] = None, enabled: bool = True, **kw):
     else:
         from tqdm.auto import tqdm
     return tqdm(iterable, disable=disable, **kw)
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def check_count(name: str, value: Any, minimum: int = 1, none_means: Optional[str] = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer >= ``minimum``, or None when ``none_means``
+    says what None stands for (e.g. ``"all images"``)."""
+    if value is None and none_means is not None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        alt = f" (or None: {none_means})" if none_means is not None else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{alt}; got {value!r}.")
+
+
+def check_writable_dir(path: os.PathLike, what: str = "folder") -> Path:
+    """Create the folder ``path`` if missing and make sure files can be written there; raise
+    ``OSError`` naming it and what to do otherwise (before hours of work are spent, not after)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise type(err)(f"cannot write into the {what} {path} ({err.strerror or err}): "
+                        f"choose another {what} or make it writable.") from None
+    return path
 
 
 # --------------------------------------------------------------------------- JSON

@@ -191,27 +191,3 @@ def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title:
     if title:
         ax.set_title(title)
     return fig
-
-
-def recipe_table(configs: dict) -> str:
-    """A markdown table of the hyper-parameters that differ between training configs."""
-    keys = ["method", "epochs", "batch_size", "optimizer", "lr", "schedule", "eps", "eps_ramp_epochs", "steps",
-            "alpha", "mix", "beta", "model"]
-    dicts = {n: c.to_dict() for n, c in configs.items()}
-    used = {"method": lambda d: True, "steps": lambda d: d["method"] in ("pgd", "trades", "mart"),
-            "alpha": lambda d: d["method"] not in ("standard", "fgsm_two_pass", "fgsm_weighted"),
-            "mix": lambda d: d["method"] == "fgsm_weighted", "beta": lambda d: d["method"] in ("trades", "mart"),
-            "eps": lambda d: d["method"] != "standard"}
-
-    def cell(d, k):
-        if k in used and not used[k](d):
-            return "–"
-        v = d[k]
-        if k == "alpha" and v is None:
-            return "default"
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    out = "| run | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
-    for n, d in dicts.items():
-        out += f"| {n} | " + " | ".join(cell(d, k) for k in keys) + " |\n"
-    return out

@@ -5,9 +5,12 @@ import torch.nn.functional as F
 
 def pgd_step(model, x_adv, x, y, eps, alpha):
     """Return proj_{S(x)}(x_adv + alpha * sign(grad CE at x_adv)), detached."""
+    was_training = model.training
+    model.eval()  # batch norm: use the running statistics, and do not update them
     x_req = x_adv.clone().detach().requires_grad_(True)  # the gradient is taken at the current iterate
     loss = F.cross_entropy(model(x_req), y)
     (grad,) = torch.autograd.grad(loss, x_req)
+    model.train(was_training)
     x_next = x_adv.detach() + alpha * grad.sign()
     x_next = torch.min(torch.max(x_next, x - eps), x + eps)  # the ball around the *clean* x
     return x_next.clamp(0, 1).detach()

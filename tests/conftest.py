@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from advlib.paths import REPO_ROOT
+
 os.environ.setdefault("ADVLIB_PROGRESS", "off")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -124,7 +124,7 @@ def test_fgsm_agrees_with_torchattacks(trained_mnist, mnist_sample, eps):
 @pytest.mark.parametrize("eps, steps", [(0.05, 10), (0.1, 20)])
 def test_pgd_agrees_with_torchattacks(trained_mnist, mnist_sample, eps, steps):
     x, y = mnist_sample[1].tensors(1000)
-    alpha = 2.5 * eps / steps
+    alpha = attacks.madry_alpha(eps, steps)
     ta = torchattacks.PGD(trained_mnist, eps=eps, alpha=alpha, steps=steps, random_start=False)
     ours, theirs = _agreement(
         trained_mnist, x, y, lambda a, b: attacks.pgd(trained_mnist, a, b, eps, alpha, steps, random_start=False), ta)

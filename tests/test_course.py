@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from advlib import course, record, reference
+from advlib import course, evaluate, record, reference
+from advlib.course import formatting, runner
 
 from .conftest import REPO
 
@@ -25,9 +26,11 @@ import matplotlib.pyplot as plt
 from advlib.record import Run
 
 run = Run({name!r}, profile)
-run.set(data={data!r}, data_origin={origin!r}, settings={{"epochs": 1}}, eps={eps!r})
-run.table("accuracy", {rows!r}, note="tiny table")
-run.value(clean_accuracy={clean!r}, injected=profile, env_profile=os.environ.get("ADVLIB_PROFILE"),
+run.set_data({data!r})
+run.set(settings={{"epochs": 1}}, eps={eps!r})
+run.results_table("accuracy", {results!r}, rows_meta={rows_meta!r}, note="tiny table")
+run.value(clean_accuracy={clean!r}, units="fraction")
+run.value(injected=profile, env_profile=os.environ.get("ADVLIB_PROFILE"),
           env_progress=os.environ.get("ADVLIB_PROGRESS"))
 fig, ax = plt.subplots(figsize=(1.5, 1.5))
 ax.plot([0, 1], [0, 1])
@@ -35,6 +38,22 @@ run.figure("line", fig)
 plt.close(fig)
 run.train_time("fast_cnn", 1.25)
 '''
+
+
+def fake_results(data: dict, eps: float, rows: dict[str, dict[str, float]]) -> dict[str, dict]:
+    """``{row: evaluate.evaluate(...) result}`` for ``rows`` = ``{row: {"Clean": acc, attack spec: acc}}``."""
+    out = {}
+    for name, accs in rows.items():
+        specs = [evaluate.parse_attack(s, eps) for s in accs if s != "Clean"]
+        out[name] = {"data": data["label"], "dataset": data["dataset"], "data_origin": data["origin"], "n": 100,
+                     "eps": eps, "clean": accs["Clean"], "robust": {s.name: accs[s.spec] for s in specs},
+                     "n_attack": {s.name: 100 for s in specs}, "attacks": {s.name: s.settings() for s in specs}}
+    return out
+
+
+def record_cell(name: str, data: dict, eps: float, clean: float, rows: dict, rows_meta: dict) -> str:
+    return RECORD_CELL.format(name=name, data=data, eps=eps, clean=clean, results=fake_results(data, eps, rows),
+                              rows_meta=rows_meta)
 
 
 def make_notebook(path: Path, title: str, code: str, extra: tuple[str, ...] = ()) -> Path:
@@ -50,16 +69,19 @@ def make_notebook(path: Path, title: str, code: str, extra: tuple[str, ...] = ()
 
 def course_notebooks(d: Path, fail: bool = True) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    make_notebook(d / "01_alpha.ipynb", "Alpha: TRADES on MNIST", RECORD_CELL.format(
-        name="01_alpha", data="MNIST (shipped sample)", origin="sample", eps=0.3, clean=0.9876,
-        rows={"fast_cnn TRADES": {"Clean": 0.9876, "PGD-40": 0.5432}, "undefended": {"Clean": 0.99, "PGD-40": 0.0}}))
-    make_notebook(d / "02_beta.ipynb", "Beta: distillation on CIFAR-10", RECORD_CELL.format(
-        name="02_beta", data="CIFAR-10 (JPEG copy)", origin="jpeg-copy", eps=8 / 255, clean=0.8123,
-        rows={"ResNet-18 RSLAD": {"Clean": 0.8123, "FGSM": 0.5511, "PGD-20": 0.4987, "AutoAttack": 0.4512}}))
+    make_notebook(d / "01_alpha.ipynb", "Alpha: TRADES on MNIST", record_cell(
+        "01_alpha", {"dataset": "mnist", "label": "MNIST (shipped sample)", "origin": "sample"}, 0.3, 0.9876,
+        rows={"fast_cnn TRADES": {"Clean": 0.9876, "pgd-40": 0.5432}, "undefended": {"Clean": 0.99, "pgd-40": 0.0}},
+        rows_meta={"fast_cnn TRADES": {"model": "fast_cnn", "method": "trades"},
+                   "undefended": {"model": "fast_cnn", "method": "standard"}}))
+    make_notebook(d / "02_beta.ipynb", "Beta: distillation on CIFAR-10", record_cell(
+        "02_beta", {"dataset": "cifar10", "label": "CIFAR-10 (JPEG copy)", "origin": "jpeg-copy"}, 8 / 255, 0.8123,
+        rows={"ResNet-18 RSLAD": {"Clean": 0.8123, "fgsm": 0.5511, "pgd-20": 0.4987, "aa": 0.4512}},
+        rows_meta={"ResNet-18 RSLAD": {"model": "resnet18", "method": "rslad"}}))
     boom = 'raise ValueError("deliberate failure in gamma")' if fail else "y = x + 1"
-    make_notebook(d / "03_gamma.ipynb", "Gamma", RECORD_CELL.format(
-        name="03_gamma", data="MNIST", origin="full", eps=0.3, clean=0.5, rows={"a": {"Clean": 0.5}}),
-        extra=("x = 1", boom, "z = 2"))
+    make_notebook(d / "03_gamma.ipynb", "Gamma", record_cell(
+        "03_gamma", {"dataset": "mnist", "label": "MNIST", "origin": "full"}, 0.3, 0.5, rows={"a": {"Clean": 0.5}},
+        rows_meta={}), extra=("x = 1", boom, "z = 2"))
     return d
 
 
@@ -90,7 +112,7 @@ def test_run_in_order_fail_report_resume(tmp_path, monkeypatch, capsys):
     assert [status[n]["status"] for n in ("01_alpha", "02_beta", "03_gamma")] == ["ok", "ok", "failed"]
     assert "cell 5" in status["03_gamma"]["error"] and "ValueError" in status["03_gamma"]["error"]
     assert status["01_alpha"]["error"] is None and status["01_alpha"]["seconds"] > 0
-    assert status["01_alpha"]["source_sha256"] == course.source_sha256(nbs / "01_alpha.ipynb")
+    assert status["01_alpha"]["source_sha256"] == runner.source_sha256(nbs / "01_alpha.ipynb")
     for n in ("01_alpha", "02_beta", "03_gamma"):
         assert (prof / f"{n}.ipynb").exists(), n
     m = json.loads((prof / "01_alpha" / "metrics.json").read_text())
@@ -105,7 +127,7 @@ def test_run_in_order_fail_report_resume(tmp_path, monkeypatch, capsys):
     assert "## Alpha: TRADES on MNIST" in md and "## Beta: distillation on CIFAR-10" in md
     assert "| fast_cnn TRADES | 98.76 | 54.32 |" in md  # accuracies in %, two decimals
     assert "**MNIST (shipped sample)**" in md and "**CIFAR-10 (JPEG copy)**" in md
-    assert f"wall time: **{course.fmt_seconds(status['01_alpha']['seconds'])}**" in md
+    assert f"wall time: **{formatting.fmt_seconds(status['01_alpha']['seconds'])}**" in md
     assert "Warning:** Some notebooks ran on the shipped sample" in md
     assert "![line](01_alpha/line.png)" in md
     assert "Training time" in md and "| fast_cnn | 1.25 |" in md
@@ -153,19 +175,19 @@ def test_plan_resume_rules():
     status = {"notebooks": {"01_a": {"status": "ok", "source_sha256": "h01_a"},
                             "02_b": {"status": "ok", "source_sha256": "old"},
                             "03_c": {"status": "failed", "source_sha256": "h03_c"}}}
-    p = course.plan(names, hashes, status)
+    p = runner.plan(names, hashes, status)
     assert {n: v.split(":")[0] for n, v in p.items()} == {"01_a": "skip", "02_b": "run", "03_c": "run",
                                                           "04_d": "run"}
     assert "source changed" in p["02_b"] and "failed" in p["03_c"] and "not run yet" in p["04_d"]
-    assert all(v.startswith("run") for v in course.plan(names, hashes, status, restart=True).values())
-    p = course.plan(names, hashes, status, only=["01", "04_d.ipynb"])
+    assert all(v.startswith("run") for v in runner.plan(names, hashes, status, restart=True).values())
+    p = runner.plan(names, hashes, status, only=["01", "04_d.ipynb"])
     assert [n for n, v in p.items() if v.startswith("run")] == ["01_a", "04_d"]
     assert p["02_b"] == "leave"
-    assert course.plan(names, hashes, status, outputs_exist={"01_a": False})["01_a"].startswith("run")
+    assert runner.plan(names, hashes, status, outputs_exist={"01_a": False})["01_a"].startswith("run")
     with pytest.raises(ValueError, match="matches none"):
-        course.select(names, ["05"])
+        runner.select(names, ["05"])
     with pytest.raises(ValueError, match="matches several"):
-        course.select(names, ["0"])
+        runner.select(names, ["0"])
 
 
 def test_cli_errors(tmp_path):
@@ -181,10 +203,19 @@ def test_cli_errors(tmp_path):
 def test_report_formatting_without_a_course_run(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVLIB_RUNS", str(tmp_path / "runs"))
     run = record.Run("07_extra", "cpu")
-    run.set(data="MNIST", data_origin="full", settings={"lr": 0.001})
+    mnist = {"dataset": "mnist", "label": "MNIST", "origin": "full"}
+    run.set_data(mnist)
+    run.set(settings={"lr": 0.001})
     run.table("sweep", {"PGD-trained": {"eps": 0.3, "Clean": 1.0, "train loss": 0.25, "n": 1000, "PGD-20": 0.9},
-                        "odd": {"Clean": 97.5, "PGD-20": None}})
-    run.value(clean_accuracy=0.5, eps=0.1, lr=0.01, steps=40, name="x")
+                        "odd": {"Clean": 97.5, "PGD-20": None}},
+              units={"eps": "eps", "Clean": "fraction", "train loss": "number", "n": "number", "PGD-20": "fraction"},
+              rows_meta={"PGD-trained": {"model": "fast_cnn", "method": "pgd"}},
+              columns_meta={"Clean": {"attack": record.CLEAN},
+                            "PGD-20": {"attack": evaluate.parse_attack("pgd-20", 0.1).settings()}}, data=mnist)
+    run.value(clean_accuracy=0.5, units="fraction")
+    run.value(eps=0.1, units="eps")
+    run.value(lr=0.01, steps=40, units="number")
+    run.value(name="x")
     run.curve("acc_vs_eps", [0, 2 / 255, 0.1, 0.2], {"FGSM": [0.99, 0.5, 0.0123, 0.0]})
     md_path, html_path = course.write_report("cpu")
     md = md_path.read_text()
@@ -234,13 +265,13 @@ def test_reference_matches_the_sheet():
 
 
 def test_reference_matching():
-    assert reference.match("mnist", "fast_cnn TRADES")[0]["values"]["Clean"] == 99.48
-    assert reference.match("mnist", "FGSM-RS")[0]["values"]["AA"] == 82.93
-    assert len(reference.match("mnist", "PGD-AT")) == 2
-    assert reference.match("mnist", "undefended") == []
-    got = reference.match("cifar10", "RSLAD", context=["MobileNetV2 students"])
+    assert reference.match("mnist", "fast_cnn", "trades")[0]["values"]["Clean"] == 99.48
+    assert reference.match("mnist", "fast_cnn", "fgsm_rs")[0]["values"]["AA"] == 82.93
+    assert len(reference.match("mnist", "fast_cnn_wide", "pgd")) == 2
+    assert reference.match("mnist", "fast_cnn", "standard") == []
+    got = reference.match("cifar10", "mobilenet_v2", "rslad")
     assert [g["title"] for g in got] == ["RSLAD Table 2, best checkpoint", "RSLAD Table 2, last checkpoint",
                                          "independent reproduction, last checkpoint"]
     assert got[0]["values"]["AA"] == 50.17
-    assert reference.match("cifar10", "RSLAD") == []  # no model: no obvious match
-    assert reference.match("cifar10", "WRN-34-10 TRADES")[0]["values"]["Clean"] == 84.92
+    assert reference.match("cifar10", None, "rslad") == []  # no model: no match
+    assert reference.match("cifar10", "wrn34_10", "trades")[0]["values"]["Clean"] == 84.92

@@ -1,5 +1,5 @@
-"""The self-checking exercises: every check accepts the reference solution, and for each typical
-mistake returns False and prints its specific diagnosis, without raising."""
+"""The self-checking exercises: every check accepts the reference solution (and equivalent answers),
+and for each typical mistake returns False and prints its specific diagnosis, without raising."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from advlib import exercises as ex
+from advlib.exercises import fgsm_mnist, harness
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 
@@ -303,9 +304,13 @@ def test_robust_accuracy_mistakes(capsys):
 
 def test_robust_accuracy_tensor_result_passes_with_a_note(capsys):
     def as_tensor(m, x, y, atk):
+        was = m.training
+        m.eval()
         x_adv = atk(m, x, y)
         with torch.no_grad():
-            return (m(x_adv).argmax(1) == y).float().mean()
+            acc = (m(x_adv).argmax(1) == y).float().mean()
+        m.train(was)
+        return acc
 
     result, out = run(ex.check_robust_accuracy, as_tensor, capsys)
     assert result is True and ".item()" in out
@@ -315,8 +320,8 @@ def test_robust_accuracy_case_separates_the_mistakes():
     """The fixed case must give different numbers for each diagnosed mistake."""
     from advlib import attacks, evaluate
 
-    x, y, eps = ex._accuracy_case()
-    m = ex._model()
+    x, y, eps = fgsm_mnist._accuracy_case()
+    m = harness.fixed_model()
     ref = evaluate.batched_accuracy(m, x, y, lambda a, b, c: attacks.fgsm(a, b, c, eps))
     values = [ref, evaluate.batched_accuracy(m, x, y), 1 - ref, 100 * ref, ref * len(y)]
     assert 0 < ref < 1 and len(set(round(v, 6) for v in values)) == len(values)
@@ -453,6 +458,125 @@ def test_trades_backward_inside(capsys):
     fails_with(ex.check_trades_loss, with_backward, capsys, "already put gradients")
 
 
+# --------------------------------------------------------------------------- the model's mode and batch norm
+
+
+def _fgsm_train_mode(m, x, y, e):
+    """FGSM computed in whatever mode the model is in (a training-mode model updates batch norm)."""
+    return (x + e * _grad(m, x, y).sign()).clamp(0, 1).detach()
+
+
+def _eval_no_restore(answer):
+    def fn(m, *args):
+        m.eval()
+        return answer(m, *args)
+    return fn
+
+
+def _restores_only_the_flag(answer):
+    def fn(m, *args):
+        was = m.training
+        m.eval()
+        out = answer(m, *args)
+        m.training = was  # the outer module only: its submodules stay in evaluation mode
+        return out
+    return fn
+
+
+ATTACKS = [
+    (ex.check_fgsm, _fgsm_train_mode, "every attack"),
+    (ex.check_pgd_step, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al), x, e).clamp(0, 1).detach(),
+     "every attack step"),
+    (ex.check_robust_accuracy, lambda m, x, y, atk: _acc(m, atk(m, x, y), y) if not m.training
+     else (m(atk(m, x, y)).argmax(1) == y).float().mean().item(), "every evaluation"),
+]
+ATTACK_IDS = [c.__name__ for c, _, _ in ATTACKS]
+
+
+@pytest.mark.parametrize("check,train_mode_answer,doing", ATTACKS, ids=ATTACK_IDS)
+def test_attack_in_training_mode_changes_batchnorm_statistics(check, train_mode_answer, doing, capsys):
+    """Right on the fixed network (no batch norm, evaluation mode); on a batch-norm network in training
+    mode it updates the running statistics."""
+    fails_with(check, train_mode_answer, capsys, "changed the batch-norm running statistics", doing,
+               "model.eval()", "model.train(was_training)")
+
+
+@pytest.mark.parametrize("check,answer", [(c, dict(CHECKS)[c]) for c, _, _ in ATTACKS], ids=ATTACK_IDS)
+def test_attack_that_does_not_restore_the_mode(check, answer, capsys):
+    fails_with(check, _eval_no_restore(answer), capsys, "left the model in evaluation mode",
+               "was in training mode", "model.train(was_training)")
+    out = fails_with(check, _restores_only_the_flag(answer), capsys, "although `model.training` is back",
+                     "BatchNorm2d", "model.train(was_training)")
+    assert "Also:" not in out
+
+
+@pytest.mark.parametrize("check,answer", [(ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
+                                          (ex.check_trades_loss, S2.trades_loss)], ids=["weighted", "trades"])
+def test_loss_must_leave_the_mode_as_it_found_it(check, answer, capsys):
+    def attack_in_eval_mode(m, *args):  # the attack in evaluation mode, then only the outer flag restored
+        was = m.training
+        m.eval()
+        out = answer(m, *args)
+        m.training = was
+        return out
+
+    fails_with(check, attack_in_eval_mode, capsys, "although `model.training` is back", "in evaluation mode")
+
+    def restores(m, *args):  # evaluation mode inside, the caller's mode restored: fine for a loss
+        was = m.training
+        m.eval()
+        out = answer(m, *args)
+        m.train(was)
+        return out
+
+    result, out = run(check, restores, capsys)
+    assert result is True, out
+
+
+def test_weighted_loss_reusing_the_clean_forward_pass_passes(capsys):
+    """One forward pass on a copy of x gives both the clean loss and the FGSM gradient: cheaper, and
+    the same loss and parameter gradients (the loss also reaches x_req, but only through the clean term)."""
+    def reuse(m, x, y, e, k):
+        x_req = x.clone().requires_grad_(True)
+        clean = F.cross_entropy(m(x_req), y)
+        g, = torch.autograd.grad(clean, x_req, retain_graph=True)
+        x_adv = (x + e * g.sign()).clamp(0, 1).detach()
+        return (1 - k) * clean + k * F.cross_entropy(m(x_adv), y)
+
+    result, out = run(ex.check_weighted_fgsm_loss, reuse, capsys)
+    assert result is True, out
+
+
+def test_trades_loss_with_one_forward_pass_passes(capsys):
+    def one_pass(m, x, a, y, b):
+        lc, la = m(torch.cat([x, a])).chunk(2)
+        return F.cross_entropy(lc, y) + b * _kl(lc, la)
+
+    result, out = run(ex.check_trades_loss, one_pass, capsys)
+    assert result is True, out
+
+
+def test_weighted_reference_reads_mix():
+    """The reference is the library's training method with `mix` as a real TrainConfig field."""
+    from advlib import losses
+
+    assert "mix" in losses.get_method("fgsm_weighted").uses
+    x, y = harness.images(4, seed=9), harness.labels(4, seed=9)
+    m = harness.fixed_model().train()
+    values = {losses.compute("fgsm_weighted", m, x, y, 0.3, mix=k)[0].item() for k in (0.3, 0.75)}
+    assert len(values) == 2
+
+
+def test_batchnorm_model_depends_on_its_mode():
+    """Otherwise the training-mode case could not tell a mode-leaking answer from a correct one."""
+    m, x = harness.batchnorm_model(), harness.images(4)
+    assert all(mod.training for mod in m.modules())
+    with torch.no_grad():
+        train_out = m(x)
+        m.eval()
+        assert not torch.allclose(train_out, m(x), atol=1e-3)
+
+
 # --------------------------------------------------------------------------- statements
 
 
@@ -463,23 +587,25 @@ def test_exercises_table():
     assert list(ex.EXERCISES) == list(names)
     for nb, items in ex.EXERCISES.items():
         sol = {"00_setup": S0, "01_fgsm_mnist": S1, "02_adversarial_training_mnist": S2}[nb]
-        assert [e["function"] for e in items] == names[nb]
+        assert [e.function for e in items] == names[nb]
         for e in items:
-            assert e["markdown"].startswith("### Exercise") and "$" in e["markdown"]
-            assert f"def {e['function']}(" in e["starter"] and "raise NotImplementedError" in e["starter"]
-            assert f"({e['function']})" in e["check"] and "advlib.exercises.check_" in e["check"]
-            assert hasattr(sol, e["function"])
-            compile(e["starter"], e["name"], "exec")
-        cells = ex.notebook_cells(nb)
-        assert len(cells) == 1 + 3 * len(items)
+            assert e.statement.strip().startswith("### Exercise") and "$" in e.statement
+            assert f"def {e.function}(" in e.starter and "raise NotImplementedError" in e.starter
+            assert getattr(ex, e.check.__name__) is e.check, "the check cell calls advlib.exercises.<check>"
+            assert e.check_source.startswith("# NBVAL_CHECK_OUTPUT\n")
+            assert e.check_source.endswith(f"passed = advlib.exercises.{e.check.__name__}({e.function})")
+            assert hasattr(sol, e.function)
+            compile(e.starter, e.name, "exec")
 
 
 def test_starter_then_check_runs_headless(capsys):
-    """What a notebook executed without answers does: define the stub, run the check."""
+    """What a notebook executed without answers does: define the stub, run the check cell; it prints
+    exactly the output stored in the check cell."""
     for items in ex.EXERCISES.values():
         for e in items:
             ns = {}
-            exec(e["starter"], ns)
-            exec(e["check"].replace(f"({e['function']})", "(_fn)"), {**ns, "_fn": ns[e["function"]]})
-    out = capsys.readouterr().out
-    assert out.count("Not attempted yet") == sum(len(v) for v in ex.EXERCISES.values())
+            exec(e.starter, ns)
+            exec(e.check_source, ns)
+            assert ns["passed"] is False
+            stored = "".join(o["text"][0] for o in e.cells()[2].outputs)
+            assert capsys.readouterr().out == stored == harness.NOT_ATTEMPTED + "\n"

@@ -1,0 +1,47 @@
+r"""Self-checking exercises for the course notebooks.
+
+A student writes a function in a notebook cell and passes it to a check, e.g.
+``advlib.exercises.check_fgsm(my_fgsm)``. The check runs the function on fixed, seeded inputs (a tiny
+fixed network, a few 28x28 one-channel images in [0,1] with pixels at exactly 0 and 1, budgets where
+clamping matters, and a network with batch norm in training mode), compares the result with the
+library's own implementation, and prints a short verdict:
+
+* ``✅ Correct: ...`` and returns ``True``;
+* ``❌ <what is wrong> Hint: <what to do>`` and returns ``False``;
+* ``Not attempted yet: ...`` and returns ``False`` for a stub that raises ``NotImplementedError``.
+
+A check never raises for a wrong answer, so notebooks executed headless run through.
+
+Checks, by notebook (one module each):
+
+* 00_setup (:mod:`.setup`): :func:`check_linf_projection`, :func:`check_linf_distance`
+* 01_fgsm_mnist (:mod:`.fgsm_mnist`): :func:`check_fgsm`, :func:`check_robust_accuracy`
+* 02_adversarial_training_mnist (:mod:`.adversarial_training_mnist`): :func:`check_pgd_step`,
+  :func:`check_weighted_fgsm_loss`, :func:`check_trades_loss`
+
+What the checks share (running the student's code, guards, diagnostics, fixed inputs and models) is in
+:mod:`.harness`. Each notebook module also defines ``NOTEBOOK`` and ``EXERCISES``, the cells of its
+exercises (:class:`~.cells.Exercise`: statement, starter cell, check cell), the one source of the
+notebooks' exercise cells: ``python -m advlib.exercises write`` writes them into the notebooks,
+``python -m advlib.exercises verify`` fails when a notebook has drifted from them.
+
+Adding an exercise: its check (named ``check_...`` and listed in the module's ``__all__``, which makes
+it importable from here) and its :class:`~.cells.Exercise` in the notebook's module, its reference
+answer in ``solutions/``, tests in ``tests/test_exercises.py``, then ``python -m advlib.exercises
+write``. Adding a notebook's exercises: a module like the others, listed in ``_MODULES`` below.
+"""
+from __future__ import annotations
+
+from . import adversarial_training_mnist, fgsm_mnist, setup
+from .cells import Exercise
+
+_MODULES = (setup, fgsm_mnist, adversarial_training_mnist)  # one per notebook, in course order
+
+EXERCISES: dict[str, tuple[Exercise, ...]] = {m.NOTEBOOK: m.EXERCISES for m in _MODULES}
+"""The exercises of each notebook, by notebook name (the file name without ``.ipynb``), in order."""
+
+# Every check of every notebook module is importable from here: ``advlib.exercises.check_fgsm``.
+for _m in _MODULES:
+    globals().update({name: getattr(_m, name) for name in _m.__all__ if name.startswith("check_")})
+
+__all__ = [name for _m in _MODULES for name in _m.__all__ if name.startswith("check_")] + ["Exercise", "EXERCISES"]

@@ -1,0 +1,139 @@
+r"""Training objectives: one module per method, plugged into :func:`advlib.train.fit`.
+
+A method is a function of one :class:`Context` (the model, the batch, the current ε, the run's
+:class:`~advlib.config.TrainConfig`, and the teacher when the method distils from one) that
+returns ``(loss, logits)``: a scalar to minimise and the model's output on the inputs it trained
+on (for the running training accuracy). The engine zeroes the parameter gradients after the
+method returns and before ``loss.backward()``, so a method may run backward passes of its own.
+
+A method is registered with what it reads::
+
+    @register("trades", uses=("eps", "alpha", "steps", "attack_mode", "beta"))
+    def trades(ctx: Context):
+        ...
+
+``uses`` names the :class:`~advlib.config.TrainConfig` fields the method reads (recipe tables
+and exercise checks read this declaration); ``params`` declares method-specific
+hyper-parameters with their defaults (a run sets them in ``TrainConfig.params``, the method
+reads them with ``ctx.param(name)``); ``teacher=True`` makes the engine load the frozen teacher
+named by ``TrainConfig.teacher`` once and hand it over as ``ctx.teacher``.
+
+Adding a method: write ``advlib/losses/<name>.py`` with a registered function (every module of
+this package is imported, so nothing else needs editing), an exercise, its solution and a test.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import torch
+import torch.nn as nn
+
+from .. import attacks
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import TrainConfig
+    from ..teacher import Teacher
+
+# Fields of TrainConfig that every method reads through the engine (optimiser, schedule, data...):
+# a method's ``uses`` lists only what shapes its own loss.
+ATTACK_FIELDS = ("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode")
+
+
+@dataclass
+class Context:
+    """What a training method receives for one batch."""
+
+    model: nn.Module  # the network being trained (DDP-wrapped under torchrun); in training mode
+    x: torch.Tensor  # images in [0,1]
+    y: torch.Tensor  # labels
+    eps: float  # the current (possibly ramped) training epsilon
+    cfg: "TrainConfig"
+    teacher: Optional["Teacher"] = None  # frozen, eval mode; only for methods registered with teacher=True
+    epoch: float = 0.0  # training progress in epochs (fractional), for warm-ups
+
+    def param(self, name: str) -> Any:
+        """A method-specific hyper-parameter (``cfg.params``, else the method's declared default)."""
+        return self.cfg.param(name)
+
+    def step_size(self, default_ratio: float) -> float:
+        """The attack step: ``cfg.alpha`` if set (scaled with a ramped ε), else ``default_ratio * eps``."""
+        cfg = self.cfg
+        if cfg.alpha is None:
+            return default_ratio * self.eps
+        return cfg.alpha * (self.eps / cfg.eps) if cfg.eps > 0 else cfg.alpha
+
+    def pgd(self, steps: Optional[int] = None, alpha: Optional[float] = None, **kw) -> torch.Tensor:
+        """PGD examples for this batch at the current ε, crafted in ``cfg.attack_mode``: ``steps``
+        defaults to ``cfg.steps``, ``alpha`` to Madry's rule 2.5·ε/steps (or ``cfg.alpha``); other
+        keywords go to :func:`advlib.attacks.pgd` (``loss=``, ``target=``, ``random_start=``)."""
+        steps = self.cfg.steps if steps is None else steps
+        if alpha is None:
+            alpha = self.step_size(attacks.madry_alpha(1.0, steps))
+        kw.setdefault("mode", self.cfg.attack_mode)
+        return attacks.pgd(self.model, self.x, self.y, self.eps, alpha, steps, **kw)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered training method: the function and what it declares."""
+
+    name: str
+    fn: Callable[[Context], tuple[torch.Tensor, torch.Tensor]]
+    uses: tuple[str, ...] = ()
+    params: dict = field(default_factory=dict)
+    teacher: bool = False
+
+    @property
+    def summary(self) -> str:
+        doc = (self.fn.__doc__ or "").strip()
+        return doc.split("\n\n")[0].replace("\n", " ") if doc else self.name
+
+    def __call__(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fn(ctx)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, *, uses: tuple[str, ...] = (), params: Optional[dict] = None, teacher: bool = False):
+    """Register a training method under ``name`` (see the module docstring)."""
+    from ..config import TrainConfig
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    unknown = set(uses) - fields
+    if unknown:
+        raise ValueError(f"method {name!r} declares unknown TrainConfig fields {sorted(unknown)}; "
+                         "method-specific hyper-parameters go in params={...}.")
+
+    def deco(fn: Callable[[Context], tuple[torch.Tensor, torch.Tensor]]) -> Method:
+        if name in METHODS:
+            raise ValueError(f"a training method named {name!r} is already registered")
+        METHODS[name] = Method(name, fn, tuple(uses), dict(params or {}), teacher)
+        return METHODS[name]
+    return deco
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"Unknown training method {name!r}; choose one of {', '.join(METHODS)}.")
+    return METHODS[name]
+
+
+def compute(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+            teacher: Optional["Teacher"] = None, epoch: float = 0.0, **cfg_fields: Any
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run training method ``name`` on one batch, outside the engine (notebooks, exercise checks):
+    ``compute("fgsm_weighted", model, x, y, 0.3, mix=0.5)``. ``cfg_fields`` are TrainConfig fields."""
+    from ..config import TrainConfig
+
+    cfg = TrainConfig(method=name, eps=eps, **cfg_fields)
+    return get_method(name)(Context(model, x, y, eps, cfg, teacher, epoch))
+
+
+# Every module of this package registers its methods when imported.
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")

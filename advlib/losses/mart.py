@@ -1,0 +1,22 @@
+r"""MART (Wang et al. 2020)."""
+import torch
+import torch.nn.functional as F
+
+from . import Context, register
+
+
+@register("mart", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode", "beta"))
+def mart(ctx: Context):
+    r"""MART (Wang et al. 2020): boosted CE on x' plus :math:`\beta\,KL(f(x)\|f(x'))` weighted by
+    :math:`1 - p_y(x)` (misclassification-aware); x' from CE PGD with step 0.25·ε."""
+    y = ctx.y
+    x_adv = ctx.pgd(alpha=ctx.step_size(0.25), random_start=True) if ctx.eps > 0 else ctx.x
+    logits_clean, logits_adv = ctx.model(ctx.x), ctx.model(x_adv)
+    p_adv = F.softmax(logits_adv, 1)
+    top2 = p_adv.topk(2, 1).indices
+    other = torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])
+    bce = F.cross_entropy(logits_adv, y) + F.nll_loss(torch.log(1.0001 - p_adv + 1e-12), other)
+    p_clean = F.softmax(logits_clean, 1)
+    true_p = p_clean.gather(1, y[:, None]).squeeze(1)
+    kl = (F.kl_div(torch.log(p_adv + 1e-12), p_clean, reduction="none").sum(1) * (1.0000001 - true_p)).mean()
+    return bce + ctx.cfg.beta * kl, logits_adv

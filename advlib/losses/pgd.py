@@ -1,0 +1,13 @@
+"""PGD adversarial training (Madry et al. 2018)."""
+import torch.nn.functional as F
+
+from . import Context, register
+
+
+@register("pgd", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode"))
+def pgd(ctx: Context):
+    """PGD adversarial training (Madry et al. 2018): minimise the cross-entropy at the PGD example
+    (uniform random start, ``cfg.steps`` steps of 2.5·ε/steps unless ``cfg.alpha`` is set)."""
+    x_adv = ctx.pgd(random_start=True) if ctx.eps > 0 else ctx.x
+    logits = ctx.model(x_adv)
+    return F.cross_entropy(logits, ctx.y), logits

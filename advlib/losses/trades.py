@@ -1,0 +1,18 @@
+r"""TRADES (Zhang et al. 2019)."""
+import torch.nn.functional as F
+
+from . import Context, register
+
+
+@register("trades", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode", "beta"))
+def trades(ctx: Context):
+    r"""TRADES (Zhang et al. 2019): :math:`CE(f(x), y) + \beta\,KL(f(x)\,\|\,f(x'))`, with x' from
+    PGD on the KL term (started at x + 0.001·N(0, 1), step 0.25·ε unless ``cfg.alpha`` is set)."""
+    logits_clean = ctx.model(ctx.x)
+    if ctx.eps > 0:
+        x_adv = ctx.pgd(alpha=ctx.step_size(0.25), random_start=True, loss="kl")
+        logits_adv = ctx.model(x_adv)
+        kl = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits_clean, 1), reduction="batchmean")
+    else:
+        kl = logits_clean.new_zeros(())
+    return F.cross_entropy(logits_clean, ctx.y) + ctx.cfg.beta * kl, logits_clean

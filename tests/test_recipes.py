@@ -1,0 +1,58 @@
+"""Named recipes: valid configs, the same settings from Python and from the command line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from advlib import losses, recipes
+from advlib.config import TrainConfig
+
+from .conftest import REPO
+
+
+@pytest.mark.parametrize("name", list(recipes.RECIPES))
+def test_every_recipe_is_a_valid_config(name):
+    r = recipes.get(name)
+    cfg = r.config()
+    cfg.validate()
+    assert cfg.method in losses.METHODS and r.title and r.source
+    assert recipes.config(name, epochs_scale=0.5).epochs == pytest.approx(cfg.epochs / 2)
+    assert recipes.config(name, seed=3).seed == 3
+
+
+def test_unknown_recipe_names_the_choices():
+    with pytest.raises(ValueError, match="mnist_pgd"):
+        recipes.get("mnist_pdg")
+
+
+def test_recipe_table_marks_settings_a_method_does_not_read():
+    table = recipes.table({"std": recipes.config("mnist_standard"), "pgd": recipes.config("mnist_pgd")})
+    header, _, std, pgd = table.splitlines()
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    std = dict(zip(cols, (c.strip() for c in std.strip("|").split("|"))))
+    pgd = dict(zip(cols, (c.strip() for c in pgd.strip("|").split("|"))))
+    assert std["steps"] == "–" and std["eps"] == "–" and pgd["steps"] == "5" and pgd["eps"] == "0.3"
+    assert pgd["mix"] == "–" and pgd["alpha"] == "default"
+
+
+def _cli(*args):
+    env = dict(os.environ, ADVLIB_PROGRESS="off", ADVLIB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "advlib", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_recipe_trains_the_same_settings(tmp_path):
+    out = tmp_path / "run"
+    r = _cli("train", "--recipe", "mnist_fgsm_rs", "--model", "fast_cnn", "--source", "sample", "--epochs", "0.2",
+             "--train-samples", "1000", "--eval-samples", "50", "--out-dir", str(out))
+    assert r.returncode == 0, r.stderr
+    stored = TrainConfig.from_dict(json.loads((out / "metrics.json").read_text())["config"])
+    expected = recipes.config("mnist_fgsm_rs", model="fast_cnn", source="sample", epochs=0.2, train_samples=1000,
+                              eval_samples=50, out_dir=str(out))
+    assert stored == expected
+    r = _cli("train", "--recipe", "mnist_pgd", "--param", "tau=3", "--out-dir", str(tmp_path / "x"))
+    assert r.returncode == 2 and "no parameter" in r.stderr, r.stderr
