@@ -194,10 +194,17 @@ def cmd_evaluate(a) -> int:
         if not n_per_attack:
             raise ValueError("--n-aa limits AutoAttack, which is not among --attacks: add aa or leave out --n-aa.")
     test = data_mod.load(dataset, "test", source=a.source)
+    state = checkpoint.parent / f"eval_{checkpoint.stem}.state.json"  # finished attacks, for a resumed run
+    try:
+        utils.check_writable_dir(checkpoint.parent)
+    except OSError:
+        state = Path(tempfile.gettempdir()) / f"eval_{checkpoint.parent.name}_{checkpoint.stem}.state.json"
     res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n, n_per_attack=n_per_attack,
-                      batch_size=a.batch_size)
+                      batch_size=a.batch_size, state_path=state)
     res.update({"kind": "evaluate", "checkpoint": str(checkpoint), "model": model.name})
-    print(ev.format_table({model.name: res}), flush=True)  # first: a folder we cannot write loses nothing
+    # first the results: a folder we cannot write loses nothing
+    print(ev.format_table({model.name: res}, with_intervals=True), flush=True)
+    print("(accuracy in %, 95% interval in brackets)\n\n" + ev.flags_table({model.name: res}), flush=True)
     out = write_results(res, Path(a.out) if a.out else checkpoint.parent / f"eval_{checkpoint.stem}.json",
                         f"eval_{checkpoint.parent.name}_{checkpoint.stem}.json")
     if out is None:

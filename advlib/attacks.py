@@ -251,7 +251,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, mode
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
         random_start: Union[bool, str] = True, restarts: int = 1, loss: Union[str, Objective] = "ce", *,
-        target: Optional[torch.Tensor] = None, mode: str = "eval",
+        target: Optional[torch.Tensor] = None, mode: str = "eval", stop_on_success: bool = False,
         callback: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
     r"""Projected gradient descent (Madry et al. 2018), L-infinity.
 
@@ -265,6 +265,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
     RSLAD's start), ``True`` (normal for ``"kl"``, uniform otherwise) or ``False``.
     With ``restarts > 1``, each sample keeps the restart that fooled the model, or failing
     that the one with the highest objective. ``callback(step, x_adv)`` sees every iterate.
+
+    ``stop_on_success=True`` (for evaluation) never weakens the attack and saves its work: a sample
+    misclassified at any iterate keeps that iterate and is attacked no further, and a restart runs only
+    on the samples no earlier restart fooled; a sample never fooled keeps its last restart's last iterate
+    (``callback`` then sees the iterates of the samples still attacked).
     """
     check_inputs(x, y, eps, alpha, steps, model=model)
     if not isinstance(restarts, numbers.Integral) or isinstance(restarts, bool) or restarts < 1:
@@ -280,15 +285,12 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
         random_start = "normal" if loss == "kl" else "uniform"
     with model_mode(model, mode), frozen(model):
         target = _kl_target(model, x, loss, target)
+        if stop_on_success:
+            return _pgd_until_fooled(model, x, y, eps, alpha, steps, random_start, restarts, loss, target, callback)
         f = objective(loss, target)
         best, best_fooled, best_loss = x.clone(), None, None
         for _ in range(restarts):
-            if random_start == "normal":
-                x_adv = project(x + 0.001 * torch.randn_like(x), x, eps)
-            elif random_start == "uniform":
-                x_adv = project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
-            else:
-                x_adv = x.clone()
+            x_adv = _start(x, eps, random_start)
             for step in range(steps):
                 g, _, _ = input_gradient(model, x_adv, y, f)
                 x_adv = project(x_adv + alpha * g.sign(), x, eps)
@@ -307,6 +309,48 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
                 best = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x_adv, best)
                 best_fooled, best_loss = best_fooled | fooled, torch.where(better, per, best_loss)
     return best
+
+
+def _start(x: torch.Tensor, eps: float, random_start: Union[bool, str]) -> torch.Tensor:
+    if random_start == "normal":
+        return project(x + 0.001 * torch.randn_like(x), x, eps)
+    if random_start == "uniform":
+        return project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    return x.clone()
+
+
+def _pgd_until_fooled(model, x, y, eps, alpha, steps, random_start, restarts, loss, target, callback):
+    """PGD that freezes each sample at the first iterate that fools the model (see :func:`pgd`).
+    Runs inside the caller's ``model_mode`` and ``frozen``; only unfooled samples are computed."""
+    out = x.clone()
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(restarts):
+        todo = (~fooled).nonzero().squeeze(1)
+        if todo.numel() == 0:
+            break
+        x_adv = _start(x[todo], eps, random_start)
+        for step in range(steps + 1):
+            if step < steps:
+                sub_target = None if target is None else target[todo]
+                g, _, logits = input_gradient(model, x_adv, y[todo], loss, sub_target)
+            else:  # the last iterate only needs its prediction
+                with torch.no_grad():
+                    logits = model(x_adv)
+            hit = logits.argmax(1) != y[todo]  # the current iterate already fools the model: keep it
+            if hit.any():
+                out[todo[hit]] = x_adv[hit]
+                fooled[todo[hit]] = True
+            if step == steps:  # the last iterate has been checked; no step after it
+                out[todo[~hit]] = x_adv[~hit]
+                break
+            keep = ~hit
+            todo, x_adv, g = todo[keep], x_adv[keep], g[keep]
+            if todo.numel() == 0:
+                break
+            x_adv = project(x_adv + alpha * g.sign(), x[todo], eps)
+            if callback is not None:
+                callback(step, x_adv)
+    return out
 
 
 def random_noise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, sign: bool = True,

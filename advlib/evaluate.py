@@ -1,31 +1,53 @@
-"""Clean and robust accuracy of a model for a list of named attacks, as a JSON-serialisable table.
+"""Clean and robust accuracy of a model for a list of named attacks, with the bookkeeping a reviewer expects.
 
 Attacks are named by short specs::
 
     "fgsm"          FGSM
     "pgd-20"        PGD, 20 steps, uniform random start (cross-entropy)
-    "pgd-50x10"     PGD, 50 steps, 10 restarts (worst restart per sample)
+    "pgd-50x10"     PGD, 50 steps, 10 restarts
     "pgd-20-nors"   PGD without random start
     "pgd-20-kl"     PGD on TRADES' KL objective (the PGD_TRADES column)
     "cw-20"         PGD on the CW margin (the CW-infinity column)
-    "aa"            AutoAttack, standard version (torchattacks' implementation)
+    "aa"            AutoAttack, standard version, the authors' original code (pyautoattack)
+    "aa-ta"         AutoAttack as re-implemented by torchattacks (10 iterations where the original runs 100)
     "noise"         random sign noise of size eps (a baseline, not an attack)
 
-The step size is ``alpha`` if given, else eps/4 (2/255 at eps 8/255, as in the RSLAD evaluation).
+The step size is ``alpha`` if given, else eps/4 (2/255 at eps 8/255).
+
+:func:`evaluate` is an orchestrator over those attacks (as AutoAttack is over its own):
+
+* **Worst-case bookkeeping that never weakens an attack.** Images the model misclassifies clean are
+  not attacked (they count as broken); PGD freezes an image at the first iterate that fools the
+  model and restarts only the images no earlier restart fooled. Each column is the accuracy under
+  that attack alone, equal to or lower than running it naively over every image; the column
+  ``"All attacks"`` is the per-image worst case over every attack.
+* **Uncertainty.** Every accuracy comes with its 95% Wilson interval for the number of images used.
+* **Sanity checks** (:mod:`advlib.checks`) run with every evaluation: AutoAttack's own flags, ε = 0
+  against clean accuracy, accuracy at 2ε, FGSM against random noise, label leaking, PGD against
+  AutoAttack, and whether twice the PGD steps still lower the accuracy.
+* **Resumable.** With ``state_path``, every finished attack (and every chunk of AutoAttack) is saved;
+  the same call after an interruption continues where it stopped.
+
+:func:`rslad_columns` measures the RSLAD paper's table columns in one call.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 
-from . import attacks, data as data_mod, models, tables, utils
+from . import attacks, checks, data as data_mod, models, stats, tables, utils
 
 DEFAULT_ATTACKS = ("fgsm", "pgd-20", "pgd-20-kl", "cw-20", "aa")
+WORST = "All attacks"  # the column of the per-image worst case over every attack
+STATE_FORMAT = "advlib-evaluation-state-v1"
 
 
 @dataclass
@@ -39,24 +61,38 @@ class AttackSpec:
     restarts: int = 1
     loss: str = "ce"
     random_start: bool = True
+    implementation: str = ""  # for "aa": "original" (pyautoattack) or "torchattacks"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The adversarial images, as each attack computes them on its own (no bookkeeping)."""
         if self.kind == "fgsm":
             return attacks.fgsm(model, x, y, self.eps)
         if self.kind == "pgd":
             return attacks.pgd(model, x, y, self.eps, self.alpha, self.steps, random_start=self.random_start,
                                restarts=self.restarts, loss=self.loss)
-        if self.kind == "aa":
+        if self.kind == "aa" and self.implementation == "torchattacks":
             return attacks.autoattack(model, x, y, self.eps)
         if self.kind == "noise":
             return attacks.random_noise(model, x, y, self.eps)
-        raise ValueError(self.kind)
+        raise ValueError(f"{self.spec}: the original AutoAttack is run through advlib.autoattack.run, "
+                         "which returns which images it broke")
 
     def settings(self) -> dict:
         d = asdict(self)
         if self.kind != "pgd":
             for k in ("alpha", "steps", "restarts", "loss", "random_start"):
                 d.pop(k)
+        if self.kind != "aa":
+            d.pop("implementation")
+        elif self.implementation == "original":
+            from . import autoattack
+
+            d.update(autoattack.implementation())
+        else:
+            import torchattacks
+
+            d.update(package_version=torchattacks.__version__, version="standard",
+                     iterations="torchattacks' defaults (10 iterations for APGD, APGD-T and FAB)")
         return d
 
 
@@ -70,12 +106,15 @@ def parse_attack(spec: str, eps: float, alpha: Optional[float] = None) -> Attack
     if s == "fgsm":
         return AttackSpec(spec, "FGSM", "fgsm", eps)
     if s in ("aa", "autoattack"):
-        return AttackSpec(spec, "AutoAttack", "aa", eps)
+        return AttackSpec(spec, "AutoAttack", "aa", eps, implementation="original")
+    if s == "aa-ta":
+        return AttackSpec(spec, "AutoAttack (torchattacks)", "aa", eps, implementation="torchattacks")
     if s == "noise":
         return AttackSpec(spec, "Random noise", "noise", eps)
     m = _PGD.match(s)
     if not m:
-        raise ValueError(f"Unknown attack spec {spec!r}. Use fgsm, pgd-STEPS[xRESTARTS][-kl][-nors], cw-STEPS, aa or noise.")
+        raise ValueError(f"Unknown attack spec {spec!r}. Use fgsm, pgd-STEPS[xRESTARTS][-kl][-nors], cw-STEPS, "
+                         "aa, aa-ta or noise.")
     family, steps, restarts, flags = m.group(1), int(m.group(2)), int(m.group(3) or 1), m.group(4) or ""
     loss = "cw" if family == "cw" else ("kl" if "-kl" in flags else "ce")
     name = {"ce": "PGD", "cw": "CW∞", "kl": "PGD-TRADES"}[loss] + f"-{steps}" + (f"×{restarts}" if restarts > 1 else "")
@@ -90,15 +129,22 @@ def parse_attack(spec: str, eps: float, alpha: Optional[float] = None) -> Attack
 def batched_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                      attack: Optional[Callable] = None, batch_size: int = 500, bar=None) -> float:
     """Accuracy of ``model`` on ``attack(model, x, y)`` (clean when ``attack`` is None), batched."""
-    correct = 0
+    correct = correct_mask(model, x, y, attack, batch_size, bar)
+    return correct.float().mean().item() if len(correct) else 0.0
+
+
+def correct_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Optional[Callable] = None,
+                 batch_size: int = 500, bar=None) -> torch.Tensor:
+    """Per image, whether ``model`` classifies ``attack(model, x, y)`` (``x`` when None) correctly."""
+    out = []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         xa = attack(model, xb, yb) if attack is not None else xb
         with attacks.model_mode(model, "eval"), torch.no_grad():
-            correct += (model(xa).argmax(1) == yb).sum().item()
+            out.append(model(xa).argmax(1) == yb)
         if bar is not None:
             bar.update(len(xb))
-    return correct / max(len(x), 1)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=x.device)
 
 
 def check_model_fits(model: nn.Module, dataset_name: str) -> None:
@@ -110,20 +156,111 @@ def check_model_fits(model: nn.Module, dataset_name: str) -> None:
                          f"'test') (on the command line: leave out --dataset or pass --dataset {ds}).")
 
 
+# --------------------------------------------------------------------------- one attack, with bookkeeping
+
+
+def robust_mask(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, candidates: torch.Tensor,
+                batch_size: int = 500, bar=None, aa_state: Optional[dict] = None,
+                save: Optional[Callable[[dict], None]] = None) -> tuple[torch.Tensor, dict]:
+    """Per image, whether it survives ``spec``; only ``candidates`` (a boolean mask, usually the images
+    classified correctly) are attacked, the others count as broken. Returns ``(mask, info)``."""
+    idx = candidates.nonzero().squeeze(1)
+    robust = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    info: dict = {}
+    if spec.kind == "aa" and spec.implementation == "original":
+        from . import autoattack
+
+        rob, info = autoattack.run(model, x[idx], y[idx], spec.eps, chunk=batch_size, state=aa_state, save=save)
+        robust[idx] = rob
+        if bar is not None:
+            bar.update(len(x))
+        return robust, info
+    if spec.kind == "pgd":
+        def attack(m, a, b):
+            return attacks.pgd(m, a, b, spec.eps, spec.alpha, spec.steps, random_start=spec.random_start,
+                               restarts=spec.restarts, loss=spec.loss, stop_on_success=True)
+    else:
+        attack = spec
+    if len(idx):
+        robust[idx] = correct_mask(model, x[idx], y[idx], attack, batch_size)
+    if bar is not None:
+        bar.update(len(x))
+    return robust, info
+
+
+# --------------------------------------------------------------------------- resumable state
+
+
+def _fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, specs: list[AttackSpec], n_per: dict) -> str:
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().cpu().numpy().tobytes())
+    h.update(repr([(s.spec, s.eps, s.alpha, n_per.get(s.spec)) for s in specs]).encode())
+    return h.hexdigest()
+
+
+class _State:
+    """Finished attacks of an evaluation, on disk (JSON), keyed by what was evaluated."""
+
+    def __init__(self, path: Optional[Union[str, Path]], fingerprint: str):
+        self.path = Path(path) if path else None
+        self.data = {"format": STATE_FORMAT, "fingerprint": fingerprint, "attacks": {}, "partial": {}}
+        if self.path and self.path.exists():
+            old = utils.read_json(self.path)
+            if old.get("format") == STATE_FORMAT and old.get("fingerprint") == fingerprint:
+                self.data = old
+                done = ", ".join(self.data["attacks"]) or "nothing yet"
+                print(f"Resuming the evaluation saved in {self.path} (done: {done}).", flush=True)
+
+    def save(self) -> None:
+        """Save the finished attacks; a failed write (a full disk, a folder made read-only) never stops
+        the evaluation: it says so once and goes on without resumption."""
+        if not self.path:
+            return
+        try:
+            utils.write_json(self.path, self.data)
+        except OSError as err:
+            print(f"warning: could not save the evaluation state to {self.path} ({err.strerror or err}); "
+                  "going on, but an interruption now would lose the attacks run so far.", file=sys.stderr)
+            self.path = None
+
+
+def _bits(mask: torch.Tensor) -> str:
+    return "".join("1" if b else "0" for b in mask.tolist())
+
+
+def _unbits(s: str, device) -> torch.Tensor:
+    return torch.tensor([c == "1" for c in s], dtype=torch.bool, device=device)
+
+
+# --------------------------------------------------------------------------- the orchestrator
+
+
 def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_specs: Sequence[str] = DEFAULT_ATTACKS,
              eps: float = 8 / 255, alpha: Optional[float] = None, n: Optional[int] = None,
              n_per_attack: Optional[dict] = None, batch_size: int = 500, device=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, sanity_checks: bool = True, n_checks: int = 200,
+             state_path: Optional[Union[str, Path]] = None) -> dict:
     """Clean and robust accuracy for each attack spec on the first ``n`` items of ``dataset``.
 
     ``n_per_attack`` limits a slow attack to fewer items, e.g. ``{"aa": 1000}`` (its ``n`` is
     reported). ``n``, ``batch_size`` and those limits must be integers >= 1 (``n=None``: every item),
-    and a registered model must be one of the data set's (``ValueError`` otherwise).
-    Returns ``{"data" (a label), "dataset" ("mnist", "cifar10"; None for tensors), "data_origin", "n", "eps", "clean", "robust": {name: acc}, "n_attack": {name: n}, "attacks":
-    {name: settings}, "seconds": {name: s}}``.
+    and a registered model must be one of the data set's (``ValueError`` otherwise). ``sanity_checks``
+    runs the checks of :mod:`advlib.checks` (their probes use the first ``n_checks`` images);
+    ``state_path`` makes the evaluation resumable (see the module docstring).
+
+    Returns ``{"data" (a label), "dataset" ("mnist", "cifar10"; None for tensors), "data_origin", "n",
+    "eps", "clean", "robust": {name: acc}, "n_attack": {name: n}, "interval": {"Clean"/name: [low,
+    high]}, "worst_case": {"accuracy", "n", "interval", "attacks"} (two attacks or more), "attacks":
+    {name: settings}, "seconds": {name: s}, "flags": [flag dicts], "masks": {"Clean"/name: "0101..."}
+    (per-image correctness, for paired tests), "autoattack": {name: sub-attack details}}``.
     """
     utils.check_count("n", n, none_means="every image")
     utils.check_count("batch_size", batch_size)
+    utils.check_count("n_checks", n_checks)
     for spec, m in (n_per_attack or {}).items():
         if spec not in attack_specs:
             raise ValueError(f"n_per_attack names {spec!r}, which is not among the attacks {list(attack_specs)}.")
@@ -138,24 +275,172 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
         x, y = x[:n].to(device), y[:n].to(device)
         dataset_name, label, origin = None, "tensors", "given"
     attacks.check_inputs(x, y, eps, model=model)
+    _check_logits(model, x[:batch_size])
     specs = [parse_attack(s, eps, alpha) for s in attack_specs]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the attacks {list(attack_specs)} name the same attack twice.")
     n_per_attack = n_per_attack or {}
+    state = _State(state_path, _fingerprint(model, x, y, specs, n_per_attack) if state_path else "")
     result = {"data": label, "dataset": dataset_name, "data_origin": origin, "n": len(x), "eps": eps,
-              "clean": None, "robust": {}, "n_attack": {}, "attacks": {}, "seconds": {}}
+              "clean": None, "robust": {}, "n_attack": {}, "interval": {}, "attacks": {}, "seconds": {},
+              "flags": [], "masks": {}, "autoattack": {}}
+    masks: dict[str, torch.Tensor] = {}
     total = len(x) + sum(min(len(x), n_per_attack.get(s.spec, len(x))) for s in specs)
     with utils.progress(total=total, enabled=progress, desc="evaluate", unit="img") as bar:
         t = time.perf_counter()
-        result["clean"] = batched_accuracy(model, x, y, None, batch_size, bar)
-        result["seconds"]["clean"] = round(time.perf_counter() - t, 2)
+        clean = correct_mask(model, x, y, None, batch_size, bar)
+        result["seconds"]["Clean"] = round(time.perf_counter() - t, 2)
+        _put(result, "Clean", clean)
         for s in specs:
             m = min(len(x), n_per_attack.get(s.spec, len(x)))
             bar.set_postfix_str(s.name)
-            t = time.perf_counter()
-            result["robust"][s.name] = batched_accuracy(model, x[:m], y[:m], s, batch_size, bar)
-            result["seconds"][s.name] = round(time.perf_counter() - t, 2)
-            result["n_attack"][s.name] = m
+            done = state.data["attacks"].get(s.name)
+            if done is not None:
+                mask, seconds, info = _unbits(done["mask"], device), done["seconds"], done["info"]
+                bar.update(m)
+            else:
+                t = time.perf_counter()
+                aa_state = state.data["partial"].setdefault(s.name, {}) if state.path else None
+
+                def save_partial(_st, _state=state):
+                    _state.save()
+                mask, info = robust_mask(s, model, x[:m], y[:m], clean[:m], batch_size, bar, aa_state,
+                                         save_partial if state.path else None)
+                seconds = round(time.perf_counter() - t, 2)
+                state.data["attacks"][s.name] = {"mask": _bits(mask), "seconds": seconds, "info": info}
+                state.data["partial"].pop(s.name, None)
+                state.save()
+            masks[s.name] = mask
+            _put(result, s.name, mask)
+            result["seconds"][s.name] = seconds
             result["attacks"][s.name] = s.settings()
+            if info:
+                result["autoattack"][s.name] = info
+    if len(specs) > 1:
+        m = min(len(v) for v in masks.values())
+        worst = torch.stack([v[:m] for v in masks.values()]).all(0)
+        acc = worst.float().mean().item()
+        result["worst_case"] = {"accuracy": acc, "n": m, "interval": list(stats.wilson(int(worst.sum()), m)),
+                                "attacks": names}
+    if sanity_checks:
+        result["flags"] = [f.as_dict() for f in _sanity_checks(model, x, y, specs, clean, masks, result,
+                                                               batch_size, n_checks)]
     return utils.to_jsonable(result)
+
+
+def _put(result: dict, name: str, mask: torch.Tensor) -> None:
+    """Record the accuracy, its interval and the per-image mask of one column ("Clean" or an attack)."""
+    k, m = int(mask.sum()), len(mask)
+    acc = k / m if m else 0.0
+    if name == "Clean":
+        result["clean"] = acc
+    else:
+        result["robust"][name], result["n_attack"][name] = acc, m
+    result["interval"][name] = list(stats.wilson(k, m)) if m else [0.0, 1.0]
+    result["masks"][name] = _bits(mask)
+
+
+def _check_logits(model: nn.Module, x: torch.Tensor) -> None:
+    """Refuse a model that returns probabilities: attacks need logits (softmax saturates the gradients)."""
+    with attacks.model_mode(model, "eval"), torch.no_grad():
+        out = model(x)
+    if len(out) and out.min() >= 0 and out.max() <= 1 and torch.allclose(out.sum(1), torch.ones(len(out)).to(out),
+                                                                        atol=1e-4):
+        raise ValueError("the model returns probabilities (its outputs are >= 0 and sum to 1 per image), not "
+                         "logits: remove the final softmax (attacks and AutoAttack need logits; a softmax "
+                         "flattens their gradients and makes the model look robust).")
+
+
+def _reference_pgd(specs: list[AttackSpec], eps: float) -> AttackSpec:
+    """The PGD run the probes reuse: the strongest cross-entropy PGD of the evaluation, else PGD-20."""
+    pgds = [s for s in specs if s.kind == "pgd" and s.loss == "ce"]
+    if pgds:
+        return max(pgds, key=lambda s: s.steps * s.restarts)
+    return parse_attack("pgd-20", eps)
+
+
+def _sanity_checks(model, x, y, specs, clean, masks, result, batch_size, n_checks) -> list[checks.Flag]:
+    eps = result["eps"]
+    n, k = len(x), min(n_checks, len(x))
+    xs, ys, cs = x[:k], y[:k], clean[:k]
+    flags: list[checks.Flag] = []
+    # ε = 0: what the attacks see (their forward pass) must be what the evaluation sees
+    with attacks.model_mode(model, "eval"), attacks.frozen(model):
+        _, _, logits = attacks.input_gradient(model, xs, ys)
+    flags.append(checks.eps_zero((logits.argmax(1) == ys).float().mean().item(), cs.float().mean().item(), k))
+    if eps == 0:
+        return flags
+    ref = _reference_pgd(specs, eps)
+    ref_mask = masks.get(ref.name)
+    if ref_mask is None or len(ref_mask) < k:
+        ref_mask, _ = robust_mask(ref, model, xs, ys, cs, batch_size)
+    ref_mask = ref_mask[:k]
+    acc_ref = ref_mask.float().mean().item()
+    # accuracy at 2ε must not be higher
+    big = AttackSpec(ref.spec, ref.name, "pgd", min(1.0, 2 * eps), min(1.0, 2 * ref.alpha), ref.steps, ref.restarts,
+                     ref.loss, ref.random_start)
+    at2, _ = robust_mask(big, model, xs, ys, cs, batch_size)
+    flags.append(checks.monotone_in_eps(acc_ref, at2.float().mean().item(), k, eps))
+    # twice the steps, on the images the reference PGD left correct
+    more = AttackSpec(ref.spec, ref.name, "pgd", eps, ref.alpha, 2 * ref.steps, ref.restarts, ref.loss,
+                      ref.random_start)
+    still, _ = robust_mask(more, model, xs, ys, ref_mask, batch_size)
+    flags.append(checks.converged(acc_ref, still.float().mean().item(), k, ref.name))
+    # FGSM against noise of the same size, and against clean accuracy. Both need FGSM run naively over every
+    # image: the FGSM column counts an image wrong when clean as broken, which hides label leaking (FGSM
+    # turning wrong predictions into right ones) and makes FGSM look stronger than noise run the same way.
+    m = len(masks["FGSM"]) if "FGSM" in masks else k
+    fgsm = correct_mask(model, x[:m], y[:m], parse_attack("fgsm", eps), batch_size)
+    noise = correct_mask(model, x[:m], y[:m], parse_attack("noise", eps), batch_size)
+    flags.append(checks.fgsm_vs_noise(fgsm.float().mean().item(), noise.float().mean().item(), m))
+    flags.append(checks.label_leaking(fgsm.float().mean().item(), clean[:m].float().mean().item(), m))
+    # the strongest PGD against AutoAttack, on the images both saw
+    for s in specs:
+        if s.kind != "aa":
+            continue
+        aa = masks[s.name]
+        pgd_names = [p.name for p in specs if p.kind == "pgd"]
+        if pgd_names:
+            common = min(len(aa), *(len(masks[p]) for p in pgd_names))
+            best = min(pgd_names, key=lambda p: masks[p][:common].float().mean().item())
+            flags.append(checks.pgd_vs_autoattack(masks[best][:common].float().mean().item(),
+                                                  aa[:common].float().mean().item(), common, best))
+        info = result["autoattack"].get(s.name)
+        if info:
+            sq = checks.square_after_white_box(info["after"], len(aa))
+            if sq is not None:
+                flags.append(sq)
+            flags.extend(checks.autoattack_messages(info.get("messages", [])))
+    return flags
+
+
+# --------------------------------------------------------------------------- the RSLAD paper's columns
+
+# Zi et al. (ICCV 2021), Table 2: Clean, FGSM, PGD_SAT (20-step PGD on cross-entropy), PGD_TRADES
+# (20-step PGD on TRADES' KL), CW∞ (PGD on the CW margin) and AutoAttack, at ε = 8/255. The official
+# RSLAD code evaluates with attack_pgd(..., attack_iters=20, step_size=0.003, epsilon=8/255), uniform
+# random start (resnet18_rslad_cifar10.py, line 72), as the TRADES code does (pgd_attack_cifar10.py:
+# 20 steps of 0.003); we use the same 20 steps of 0.003 for the three PGD columns.
+RSLAD_STEP = 0.003
+RSLAD_SPECS = {"FGSM": "fgsm", "PGD_SAT": "pgd-20", "PGD_TRADES": "pgd-20-kl", "CW∞": "cw-20", "AA": "aa"}
+
+
+def rslad_columns(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], eps: float = 8 / 255,
+                  n: Optional[int] = None, n_aa: Optional[int] = None, **kw) -> dict:
+    """The RSLAD paper's columns (Clean, FGSM, PGD_SAT, PGD_TRADES, CW∞, AA) for one model, as
+    :func:`evaluate` results whose ``"robust"`` keys are renamed to the paper's column names
+    (``"columns"`` maps them back to our attack names). ``n_aa`` runs AutoAttack on fewer images."""
+    res = evaluate(model, dataset, list(RSLAD_SPECS.values()), eps=eps, alpha=RSLAD_STEP, n=n,
+                   n_per_attack={"aa": n_aa} if n_aa else None, **kw)
+    ours = {parse_attack(spec, eps, RSLAD_STEP).name: col for col, spec in RSLAD_SPECS.items()}
+    for key in ("robust", "n_attack", "interval", "seconds", "attacks", "masks", "autoattack"):
+        res[key] = {ours.get(k, k): v for k, v in res[key].items()}
+    res["columns"] = {col: name for name, col in ours.items()}
+    return res
+
+
+# --------------------------------------------------------------------------- curves and tables
 
 
 def sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Iterable[float],
@@ -170,17 +455,56 @@ def sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Iterab
 
 
 def as_rows(results: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """``{name: evaluate(...) result}`` -> ``{name: {"Clean": acc, attack: acc, ...}}``."""
-    return {name: {"Clean": r["clean"], **r["robust"]} for name, r in results.items()}
+    """``{name: evaluate(...) result}`` -> ``{name: {"Clean": acc, attack: acc, ..., "All attacks": acc}}``
+    (the worst-case column when the results have one)."""
+    rows = {}
+    for name, r in results.items():
+        rows[name] = {"Clean": r["clean"], **r["robust"]}
+        if r.get("worst_case"):
+            rows[name][WORST] = r["worst_case"]["accuracy"]
+    return rows
 
 
-def percent_table(rows: dict[str, dict[str, float]], columns: Optional[Sequence[str]] = None) -> str:
+def intervals(results: dict[str, dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{row: {column: (low, high)}}``, the 95% intervals of :func:`as_rows`' accuracies."""
+    out = {}
+    for name, r in results.items():
+        iv = r.get("interval") or {}
+        out[name] = {c: tuple(v) for c, v in iv.items()}
+        if r.get("worst_case"):
+            out[name][WORST] = tuple(r["worst_case"]["interval"])
+    return out
+
+
+def percent_table(rows: dict[str, dict[str, float]], columns: Optional[Sequence[str]] = None,
+                  intervals: Optional[dict[str, dict[str, tuple]]] = None) -> str:
     """A markdown table of accuracies in % from ``{row: {column: accuracy in [0,1]}}`` (columns: every
-    key of the rows unless given), ending with a line break."""
+    key of the rows unless given), ending with a line break. With ``intervals`` (``{row: {column:
+    (low, high)}}``) each cell also shows its 95% interval, e.g. ``91.40 (89.5–93.0)``."""
     columns = tables.columns_of(rows) if columns is None else list(columns)
+    if intervals:
+        shown = {r: {c: _with_interval(v.get(c), intervals.get(r, {}).get(c)) for c in columns}
+                 for r, v in rows.items()}
+        return tables.markdown_table(shown, columns, str, align="l" + "r" * len(columns)) + "\n"
     return tables.markdown_table(rows, columns, tables.percent, align="l" + "r" * len(columns)) + "\n"
 
 
-def format_table(results: dict[str, dict]) -> str:
-    """A markdown table (Clean, then each attack, in %) from ``{name: evaluate(...) result}``."""
-    return percent_table(as_rows(results))
+def _with_interval(v, iv) -> str:
+    if iv is None or not isinstance(v, (int, float)):
+        return tables.percent(v)
+    return f"{tables.percent(v)} ({100 * iv[0]:.1f}–{100 * iv[1]:.1f})"
+
+
+def format_table(results: dict[str, dict], with_intervals: bool = False) -> str:
+    """A markdown table (Clean, then each attack, then the worst case, in %) from ``{name: evaluate(...)
+    result}``; ``with_intervals`` adds each accuracy's 95% interval."""
+    return percent_table(as_rows(results), intervals=intervals(results) if with_intervals else None)
+
+
+def flags_table(results: dict[str, dict], raised_only: bool = True) -> str:
+    """The sanity checks of several evaluations as a Markdown table (the raised ones by default)."""
+    rows = [[name, f["name"], f["observed"], f"{f['suggests']} Try: {f['to_try']}" if f["raised"] else "ok"]
+            for name, r in results.items() for f in r.get("flags", []) if f["raised"] or not raised_only]
+    if not rows:
+        return "No sanity check raised a flag.\n"
+    return tables.markdown(["model", "check", "observed", "what it suggests"], rows) + "\n"

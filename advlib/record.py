@@ -190,7 +190,7 @@ class Run:
 
         Raises ValueError if the results were not measured with the same attacks on the same data
         (record those as separate tables). Returns the rows, as :func:`advlib.evaluate.as_rows`."""
-        from .evaluate import as_rows
+        from .evaluate import WORST, as_rows
 
         if not results:
             raise ValueError("results is empty: pass {row name: evaluate.evaluate(...) result}")
@@ -203,6 +203,9 @@ class Run:
         rows = as_rows(results)
         columns_meta = {"Clean": {"attack": CLEAN, "n": first["n"]}}
         columns_meta.update({c: {"attack": a, "n": first["n_attack"][c]} for c, a in first["attacks"].items()})
+        if first.get("worst_case"):  # the per-image worst case over every attack
+            columns_meta[WORST] = {"attack": {"kind": "worst_case", "of": first["worst_case"]["attacks"]},
+                                   "n": first["worst_case"]["n"]}
         self.table(name, rows, list(columns_meta), note, units="fraction", rows_meta=rows_meta,
                    columns_meta=columns_meta,
                    data={"dataset": first["dataset"], "label": first["data"], "origin": first["data_origin"]})

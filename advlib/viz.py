@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import attacks
+from . import attacks, stats
 
 EPS_LABEL = r"$\varepsilon$ ($L_\infty$, pixel range [0, 1])"
 
@@ -135,21 +135,27 @@ def fig_to_png(fig, dpi: int = 80) -> bytes:
 
 
 def plot_accuracy_vs_eps(eps: Sequence[float], series: dict[str, Sequence[float]], title: str = "",
-                         ax=None, markers: bool = True, mark_eps: Optional[float] = None):
-    """Accuracy (%) against epsilon, one line per series."""
+                         ax=None, markers: bool = True, mark_eps: Optional[float] = None, n: Optional[int] = None):
+    """Accuracy (%) against epsilon, one line per series; with ``n`` (the number of images) a shaded
+    band shows each point's 95% Wilson interval. The legend sits beside the axes, off the data."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4))
+        _, ax = plt.subplots(figsize=(7.2, 4))
     for name, acc in series.items():
-        ax.plot(list(eps), [100 * a for a in acc], marker="o" if markers else None, ms=4, label=name)
+        line, = ax.plot(list(eps), [100 * a for a in acc], marker="o" if markers else None, ms=4, label=name)
+        if n:
+            band = [stats.interval(min(max(a, 0.0), 1.0), n) for a in acc]
+            ax.fill_between(list(eps), [100 * lo for lo, _ in band], [100 * hi for _, hi in band],
+                            color=line.get_color(), alpha=0.15, lw=0)
     if mark_eps is not None:
         ax.axvline(mark_eps, color="gray", ls=":", lw=1)
     ax.set_xlabel(EPS_LABEL)
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%)" + (f", 95% interval shaded ({n} images)" if n else ""))
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if title:
         ax.set_title(title)
+    ax.figure.tight_layout()
     return ax.figure
 
 
@@ -174,20 +180,34 @@ def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdo
     return fig
 
 
-def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title: str = ""):
-    """Grouped bars: one group per row (model), one bar per column (attack), in %."""
+def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title: str = "",
+              intervals: Optional[dict[str, dict[str, tuple]]] = None):
+    """Grouped bars: one group per row (model), one bar per column (attack), in %, each labelled with its
+    value (so a bar at 0% is visible too); with ``intervals`` (``{row: {column: (low, high)}}``, e.g.
+    :func:`advlib.evaluate.intervals`) each bar carries its 95% interval. The legend sits below the axes."""
     rows = list(table)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 4))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(rows), 4.4))
     w = 0.8 / len(columns)
     for j, c in enumerate(columns):
-        vals = [100 * table[r].get(c, np.nan) for r in rows]
-        ax.bar(np.arange(len(rows)) + (j - (len(columns) - 1) / 2) * w, vals, w, label=c)
+        vals = np.array([100 * table[r].get(c, np.nan) for r in rows], dtype=float)
+        pos = np.arange(len(rows)) + (j - (len(columns) - 1) / 2) * w
+        yerr = None
+        if intervals:
+            iv = [intervals.get(r, {}).get(c) for r in rows]
+            yerr = np.array([[v - 100 * i[0], 100 * i[1] - v] if i else [0, 0] for v, i in zip(vals, iv)]).T
+            yerr = np.nan_to_num(np.clip(yerr, 0, None))
+        ax.bar(pos, vals, w, label=c, yerr=yerr, capsize=2, error_kw={"lw": 0.8})
+        for p_, v in zip(pos, vals):
+            if np.isfinite(v):
+                ax.text(p_, v + 1.5, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
     ax.set_xticks(np.arange(len(rows)))
     ax.set_xticklabels(rows, rotation=15, ha="right", fontsize=8)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%)" + (", 95% intervals" if intervals else ""))
+    ax.set_ylim(0, 108)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=len(columns))
+    ax.legend(fontsize=8, ncol=min(len(columns), len(rows) + 1), loc="upper center", bbox_to_anchor=(0.5, -0.22),
+              frameon=False)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
     return fig

@@ -1,6 +1,7 @@
 """Shared fixtures: a small MNIST model trained on the shipped sample, isolated data roots."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -59,3 +60,21 @@ def tiny_model():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, 2), torch.nn.ReLU(), torch.nn.Flatten(),
                                torch.nn.Linear(4 * 13 * 13, 10))
+
+
+@contextlib.contextmanager
+def counting_images(model):
+    """Count the images that go through ``model``'s forward pass (``with counting_images(m) as seen: ...``,
+    then ``seen["n"]``)."""
+    seen = {"n": 0}
+    real = model.forward
+
+    def counting(inp):
+        seen["n"] += len(inp)
+        return real(inp)
+
+    model.forward = counting
+    try:
+        yield seen
+    finally:
+        del model.forward

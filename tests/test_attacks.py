@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from advlib import attacks
 from advlib.evaluate import batched_accuracy
 
+from .conftest import counting_images
+
 ATTACKS = {
     "fgsm": lambda m, x, y, e: attacks.fgsm(m, x, y, e),
     "pgd": lambda m, x, y, e: attacks.pgd(m, x, y, e, alpha=max(e / 4, 1e-3), steps=3),
@@ -141,3 +143,31 @@ def test_autoattack_wrapper_runs_and_is_at_least_as_strong_as_pgd(trained_mnist,
     assert attacks.eps_ok(xa, x, eps)
     aa = batched_accuracy(trained_mnist, xa, y)
     assert aa <= pgd + 0.02
+
+
+# ------------------------------------------------------------------ evaluation mode: stop on success
+
+
+@pytest.mark.parametrize("loss", ["ce", "cw", "kl"])
+def test_stop_on_success_never_weakens_pgd(trained_mnist, mnist_sample, loss):
+    """Freezing each sample at its first fooling iterate, and restarting only unfooled samples, gives
+    adversarial examples that fool the model at least as often as plain PGD, inside the ball."""
+    x, y = mnist_sample[1].tensors(300)
+    eps, steps = 0.1, 10
+    torch.manual_seed(0)
+    plain = attacks.pgd(trained_mnist, x, y, eps, attacks.madry_alpha(eps, steps), steps, restarts=2, loss=loss)
+    torch.manual_seed(0)
+    early = attacks.pgd(trained_mnist, x, y, eps, attacks.madry_alpha(eps, steps), steps, restarts=2, loss=loss,
+                        stop_on_success=True)
+    assert attacks.eps_ok(early, x, eps)
+    acc_plain, acc_early = batched_accuracy(trained_mnist, plain, y), batched_accuracy(trained_mnist, early, y)
+    assert 0.05 < acc_early <= acc_plain, (acc_early, acc_plain)
+
+
+def test_stop_on_success_does_less_work_on_a_weak_model(trained_mnist, mnist_sample):
+    x, y = mnist_sample[1].tensors(200)
+    with counting_images(trained_mnist) as plain:
+        attacks.pgd(trained_mnist, x, y, 0.3, 0.03, 20, restarts=3)
+    with counting_images(trained_mnist) as early:
+        attacks.pgd(trained_mnist, x, y, 0.3, 0.03, 20, restarts=3, stop_on_success=True)
+    assert early["n"] < plain["n"] / 3, (early, plain)  # at eps 0.3 nearly every sample falls within a few steps

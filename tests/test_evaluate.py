@@ -3,8 +3,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from advlib import evaluate
+
+from .conftest import counting_images
 
 
 def test_table_is_json_serialisable_and_eps_zero_is_clean(trained_mnist, mnist_sample):
@@ -38,3 +41,120 @@ def test_bad_specs():
         evaluate.parse_attack("deepfool", 0.1)
     with pytest.raises(ValueError, match="eps must be in"):
         evaluate.parse_attack("fgsm", 8)
+
+
+# ------------------------------------------------------------------ bookkeeping, intervals, checks, resume
+
+
+def test_columns_never_weaker_than_naive_and_worst_case_is_per_image(trained_mnist, mnist_sample):
+    x, y = mnist_sample[1].tensors(300)
+    res = evaluate.evaluate(trained_mnist, (x, y), ["fgsm", "pgd-10-nors", "cw-10-nors"], eps=0.1, alpha=0.02,
+                            progress=False, sanity_checks=False)
+    spec = evaluate.parse_attack("pgd-10-nors", 0.1, 0.02)
+    naive = evaluate.batched_accuracy(trained_mnist, x, y, spec)  # plain PGD over every image
+    assert res["robust"]["PGD-10 (no random start)"] <= naive + 1 / 300
+    fgsm_naive = evaluate.batched_accuracy(trained_mnist, x, y, evaluate.parse_attack("fgsm", 0.1))
+    assert abs(res["robust"]["FGSM"] - fgsm_naive) <= 1 / 300
+    masks = {k: torch.tensor([c == "1" for c in v]) for k, v in res["masks"].items()}
+    for name in res["robust"]:
+        assert not (masks[name] & ~masks["Clean"]).any(), "an image wrong when clean counts as broken"
+    worst = masks["FGSM"] & masks["PGD-10 (no random start)"] & masks["CW∞-10 (no random start)"]
+    assert res["worst_case"]["accuracy"] == pytest.approx(worst.float().mean().item())
+    assert res["worst_case"]["accuracy"] <= min(res["robust"].values())
+    for name, (lo, hi) in res["interval"].items():
+        acc = res["clean"] if name == "Clean" else res["robust"][name]
+        assert lo <= acc <= hi and hi - lo < 0.15
+    assert evaluate.as_rows({"m": res})["m"][evaluate.WORST] == res["worst_case"]["accuracy"]
+    assert "(" in evaluate.format_table({"m": res}, with_intervals=True)
+
+
+def test_misclassified_images_are_not_attacked(trained_mnist, mnist_sample):
+    x, y = mnist_sample[1].tensors(200)
+    wrong = (trained_mnist(x).argmax(1) != y).sum().item()
+    assert wrong > 0
+    with counting_images(trained_mnist) as seen:
+        evaluate.evaluate(trained_mnist, (x, y), ["pgd-5-nors"], eps=0.0001, alpha=0.00001, progress=False,
+                          sanity_checks=False)
+    # logits check (200), clean pass (200), then on the correct images only: 5 steps, the check of the
+    # last iterate and the final prediction (and one probe of the number of classes)
+    assert seen["n"] <= 400 + 7 * (200 - wrong) + 1
+
+
+def test_sanity_checks_flag_a_masked_model(trained_mnist, mnist_sample):
+    """Logits scaled by 10^4 saturate the softmax: cross-entropy gradients vanish, FGSM does nothing, and
+    random noise of the same size hurts more: the checks say so."""
+    masked = torch.nn.Sequential(trained_mnist, Scale(1e4)).eval()
+    res = evaluate.evaluate(masked, mnist_sample[1], ["fgsm", "pgd-10"], eps=0.3, alpha=0.03, n=200, progress=False,
+                            n_checks=100)
+    raised = {f["name"] for f in res["flags"] if f["raised"]}
+    assert "FGSM beats random noise" in raised, res["flags"]
+    ok = evaluate.evaluate(trained_mnist, mnist_sample[1], ["fgsm", "pgd-10"], eps=0.1, alpha=0.025, n=200,
+                           progress=False, n_checks=100)
+    assert not [f for f in ok["flags"] if f["raised"]], ok["flags"]
+    assert len(ok["flags"]) >= 5 and "No sanity check raised a flag" in evaluate.flags_table({"m": ok})
+
+
+class Scale(torch.nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, z):
+        return z * self.k
+
+
+def test_probabilities_instead_of_logits_are_refused(trained_mnist, mnist_sample):
+    probs = torch.nn.Sequential(trained_mnist, torch.nn.Softmax(1)).eval()
+    with pytest.raises(ValueError, match="probabilities"):
+        evaluate.evaluate(probs, mnist_sample[1], ["fgsm"], eps=0.1, n=50, progress=False)
+
+
+def test_an_interrupted_evaluation_resumes_per_attack(trained_mnist, mnist_sample, tmp_path, monkeypatch):
+    path = tmp_path / "eval_state.json"
+    args = (trained_mnist, mnist_sample[1], ["fgsm", "pgd-5"])
+    kw = dict(eps=0.1, n=100, progress=False, sanity_checks=False, state_path=path)
+    real = evaluate.robust_mask
+    calls = []
+
+    def failing(spec, *a, **k):
+        calls.append(spec.name)
+        if spec.name == "PGD-5":
+            raise KeyboardInterrupt
+        return real(spec, *a, **k)
+
+    monkeypatch.setattr(evaluate, "robust_mask", failing)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate(*args, **kw)
+    monkeypatch.setattr(evaluate, "robust_mask", lambda spec, *a, **k: calls.append(spec.name) or real(spec, *a, **k))
+    res = evaluate.evaluate(*args, **kw)
+    assert calls == ["FGSM", "PGD-5", "PGD-5"], "FGSM was saved and not run again"
+    again = evaluate.evaluate(*args, **kw)
+    assert again["robust"] == res["robust"] and calls[-1] == "PGD-5" and len(calls) == 3
+    other = evaluate.evaluate(*args, **{**kw, "eps": 0.05})  # other settings: a fresh evaluation
+    assert len(calls) == 5 and other["eps"] == 0.05
+
+
+def test_original_autoattack_matches_the_package_called_directly(trained_mnist, mnist_sample):
+    """advlib drives pyautoattack's standard version sub-attack by sub-attack; on the same images and
+    seed it breaks exactly the images the package's own run_standard_evaluation breaks."""
+    from pyautoattack import AutoAttack
+
+    x, y = mnist_sample[1].tensors(40)
+    eps = 0.2  # APGD-CE breaks nearly everything, so FAB-T and Square run on few images
+    state = torch.get_rng_state()
+    res = evaluate.evaluate(trained_mnist, (x, y), ["aa"], eps=eps, progress=False, sanity_checks=False)
+    assert torch.equal(state, torch.get_rng_state()), "the global random state is left alone"
+    aa = AutoAttack(trained_mnist, norm="Linf", eps=eps, version="standard", seed=0, device="cpu")
+    aa.verbose = False
+    _, y_adv = aa.run_standard_evaluation(x, y, batch_size=500)
+    assert res["masks"]["AutoAttack"] == "".join("1" if b else "0" for b in (y_adv == y).tolist())
+    settings = res["attacks"]["AutoAttack"]
+    assert settings["implementation"].startswith("pyautoattack") and settings["version"] == "standard"
+    assert set(res["autoattack"]["AutoAttack"]["after"]) == {"apgd-ce", "apgd-t", "fab-t", "square"}
+
+
+def test_rslad_columns_use_the_papers_names(trained_mnist, mnist_sample, monkeypatch):
+    monkeypatch.setitem(evaluate.RSLAD_SPECS, "AA", "aa-ta")  # the fast re-implementation, for the test's speed
+    res = evaluate.rslad_columns(trained_mnist, mnist_sample[1], eps=0.1, n=60, progress=False, sanity_checks=False)
+    assert list(res["robust"]) == ["FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA"]
+    assert res["attacks"]["PGD_SAT"]["alpha"] == evaluate.RSLAD_STEP and res["attacks"]["PGD_SAT"]["steps"] == 20

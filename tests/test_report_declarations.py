@@ -88,7 +88,9 @@ def test_results_table_records_everything_from_evaluate_results(runs, tiny_model
     rows = run.results_table("robustness", results, rows_meta={"a": {"model": "small_cnn", "method": "pgd"}})
     assert rows == evaluate.as_rows(results)
     t = json.loads(run.path.read_text())["tables"]["robustness"]
-    assert t["columns"] == ["Clean", "FGSM", "PGD-2"] and t["units"] == dict.fromkeys(t["columns"], "fraction")
+    assert t["columns"] == ["Clean", "FGSM", "PGD-2", evaluate.WORST]
+    assert t["units"] == dict.fromkeys(t["columns"], "fraction")
+    assert t["columns_meta"][evaluate.WORST] == {"attack": {"kind": "worst_case", "of": ["FGSM", "PGD-2"]}, "n": 20}
     assert t["columns_meta"]["Clean"] == {"attack": record.CLEAN, "n": 20}
     assert t["columns_meta"]["PGD-2"]["attack"]["steps"] == 2 and t["columns_meta"]["FGSM"]["attack"]["kind"] == "fgsm"
     assert t["data"] == {"dataset": "mnist", "label": test.label, "origin": test.origin}

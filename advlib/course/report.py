@@ -133,6 +133,22 @@ def gather(profile: str, notebooks_dir: Optional[os.PathLike] = None) -> list[di
     return out
 
 
+def flag_blocks(evaluations: dict) -> list:
+    """The sanity checks of a notebook's evaluations (``{row: advlib.evaluate.evaluate result}``): the
+    raised flags as a table, or one line saying how many checks passed."""
+    checked = {n: r.get("flags") for n, r in evaluations.items() if isinstance(r, dict) and r.get("flags")}
+    if not checked:
+        return []
+    raised = [[n, f["name"], f["observed"], f"{f['suggests']} Try: {f['to_try']}"]
+              for n, flags in checked.items() for f in flags if f.get("raised")]
+    total = sum(len(v) for v in checked.values())
+    if not raised:
+        return [("h", 3, "Sanity checks"), ("p", f"All {total} sanity checks of the evaluation passed.")]
+    return [("h", 3, "Sanity checks"),
+            ("table", ["model", "check", "observed", "what it suggests"], raised,
+             f"{len(raised)} of {total} checks raised a flag (advlib.checks)")]
+
+
 def notebook_blocks(nb: dict, profile: str) -> list:
     m = nb["metrics"] or {}
     blocks: list = [("h", 2, nb["title"])]
@@ -155,6 +171,7 @@ def notebook_blocks(nb: dict, profile: str) -> list:
         blocks.append(("p", "Settings: " + ", ".join(f"`{k}={fmt.fmt_number(v)}`" for k, v in settings.items())))
     for tname, t in (m.get("tables") or {}).items():
         blocks += table_blocks(tname, t, m.get("data"))
+    blocks += flag_blocks(m.get("evaluation") or {})
     for cname, c in (m.get("curves") or {}).items():
         blocks += curve_blocks(cname, c)
     blocks += values_blocks(m.get("values") or {}, m.get("value_units") or {})

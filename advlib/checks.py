@@ -1,0 +1,129 @@
+"""Sanity checks that catch an evaluation fooling itself, as pure functions of measured numbers.
+
+Each check returns a :class:`Flag` whether or not it is raised, so a report can show what was
+checked as well as what went wrong. A raised flag says in plain words what the numbers suggest and
+what to try. The thresholds leave room for chance: a difference must exceed both a fixed margin and
+the width of the 95% intervals of the numbers compared (see :mod:`advlib.stats`).
+
+The checks follow the advice of Carlini et al., "On Evaluating Adversarial Robustness" (2019), and
+Croce & Hein's AutoAttack flags (``pyautoattack.checks``): gradient masking shows as single-step or
+white-box attacks doing worse than they should, randomness, or attacks that have not converged.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from . import stats
+
+
+@dataclass
+class Flag:
+    name: str
+    raised: bool
+    observed: str  # the numbers, in words
+    suggests: str = ""  # what a raised flag suggests
+    to_try: str = ""  # what to try when it is raised
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if not self.raised:
+            return f"ok  {self.name}: {self.observed}"
+        return f"FLAG {self.name}: {self.observed}. {self.suggests} Try: {self.to_try}"
+
+
+def _pct(a: float) -> str:
+    return f"{100 * a:.1f}%"
+
+
+def _beyond_noise(higher: float, lower: float, n: int, margin: float) -> bool:
+    """``higher`` exceeds ``lower`` by more than ``margin`` and by more than their intervals' half-widths."""
+    if n <= 0:
+        return False
+    noise = stats.half_width(higher, n) + stats.half_width(lower, n)
+    return higher - lower > max(margin, noise)
+
+
+def eps_zero(acc_eps0: float, clean: float, n: int) -> Flag:
+    """An attack at ε = 0 must give the clean accuracy exactly."""
+    raised = abs(acc_eps0 - clean) > 0.5 / max(n, 1)
+    return Flag("ε = 0 gives the clean accuracy", raised,
+                f"PGD at ε = 0: {_pct(acc_eps0)}, clean: {_pct(clean)} ({n} images)",
+                "The model predicts differently on the same images inside the attack: it is probably left in "
+                "training mode (batch-norm statistics or dropout), or it is random.",
+                "evaluate in eval mode (model.eval()); check that the attack restores the mode it found.")
+
+
+def monotone_in_eps(acc_eps: float, acc_2eps: float, n: int, eps: float) -> Flag:
+    """Accuracy under a larger budget cannot be higher (the larger ball contains the smaller)."""
+    raised = _beyond_noise(acc_2eps, acc_eps, n, margin=0.01)
+    return Flag("accuracy falls as ε grows", raised,
+                f"PGD at ε = {eps:.4g}: {_pct(acc_eps)}, at 2ε: {_pct(acc_2eps)} ({n} images)",
+                "A bigger budget made the attack weaker: the attack is not finding the worst case (gradient "
+                "masking, too small a step, too few steps).",
+                "more steps and restarts, a step size proportional to ε, AutoAttack; plot accuracy against ε.")
+
+
+def fgsm_vs_noise(fgsm: float, noise: float, n: int) -> Flag:
+    """A gradient step should hurt more than random noise of the same size (both run over every image)."""
+    raised = _beyond_noise(fgsm, noise, n, margin=0.01)
+    return Flag("FGSM beats random noise", raised,
+                f"FGSM over every image: {_pct(fgsm)}, random sign noise of the same size: {_pct(noise)} ({n} images)",
+                "The gradient points the wrong way locally: a sign of gradient masking (or obfuscated gradients).",
+                "PGD with random restarts, a black-box attack (Square, in AutoAttack), a loss-landscape plot.")
+
+
+def label_leaking(fgsm: float, clean: float, n: int) -> Flag:
+    """FGSM examples classified better than clean ones: the model learnt the attack's signature. ``fgsm``
+    must be measured over every image (an evaluation that counts images wrong when clean as broken can
+    never see it)."""
+    raised = _beyond_noise(fgsm, clean, n, margin=0.005)
+    return Flag("FGSM accuracy not above clean accuracy", raised,
+                f"FGSM over every image: {_pct(fgsm)}, clean: {_pct(clean)} ({n} images)",
+                "Label leaking: the model recognises the FGSM perturbation (which depends on the label) and "
+                "uses it to classify; typical of FGSM training without random start, and of catastrophic "
+                "overfitting.",
+                "trust multi-step attacks (PGD, AutoAttack) only; train with a random start (FGSM-RS) or PGD.")
+
+
+def pgd_vs_autoattack(best_pgd: float, aa: float, n: int, pgd_name: str = "PGD") -> Flag:
+    """A large gap between the strongest white-box PGD and AutoAttack means PGD was fooled."""
+    raised = _beyond_noise(best_pgd, aa, n, margin=0.02)
+    return Flag("PGD close to AutoAttack", raised,
+                f"{pgd_name}: {_pct(best_pgd)}, AutoAttack: {_pct(aa)} ({n} images; gap {100 * (best_pgd - aa):.1f} points)",
+                "PGD with cross-entropy overestimates robustness here: gradient masking or a badly scaled loss.",
+                "report AutoAttack, not PGD; look for the cause (loss landscape along the gradient, "
+                "PGD on the CW margin, Square's share of the broken points).")
+
+
+def converged(acc: float, acc_more: float, n: int, what: str = "PGD") -> Flag:
+    """More steps or restarts should not lower the accuracy further."""
+    raised = _beyond_noise(acc, acc_more, n, margin=0.01)
+    return Flag("attack converged", raised,
+                f"{what}: {_pct(acc)} → {_pct(acc_more)} with twice the steps ({n} images)",
+                "The attack had not converged: a stronger run of it still finds adversarial examples.",
+                "more steps and restarts until the accuracy stops falling; AutoAttack.")
+
+
+def square_after_white_box(after: dict, n: int) -> Optional[Flag]:
+    """AutoAttack's own check: Square (black-box, no gradients) breaking points that APGD and FAB could not."""
+    if "square" not in after or "fab-t" not in after:
+        return None
+    drop = after["fab-t"] - after["square"]
+    raised = drop > 0.002
+    return Flag("Square adds nothing after the white-box attacks", raised,
+                f"robust accuracy after APGD-CE, APGD-T, FAB-T: {_pct(after['fab-t'])}, after Square: "
+                f"{_pct(after['square'])} ({n} images)",
+                "A black-box attack found adversarial examples the gradient-based ones missed: a sign of "
+                "gradient masking (AutoAttack's own flag).",
+                "Square with more queries and restarts, an adaptive attack; do not trust PGD numbers here.")
+
+
+def autoattack_messages(messages: list[str]) -> list[Flag]:
+    """AutoAttack's warnings (randomness, probabilities instead of logits, zero gradients, dynamic model)."""
+    return [Flag("AutoAttack's own checks", True, m,
+                 "AutoAttack considers this evaluation unreliable as it stands.",
+                 "read the AutoAttack flags documentation (flags_doc.md in its repository) for this message.")
+            for m in messages]

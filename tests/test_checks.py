@@ -1,0 +1,51 @@
+"""The sanity checks: raised when the numbers say so, quiet when the difference is noise."""
+from __future__ import annotations
+
+import pytest
+
+from advlib import checks
+
+
+@pytest.mark.parametrize("check, bad, good", [
+    (checks.fgsm_vs_noise, (0.95, 0.65, 200), (0.60, 0.65, 200)),
+    (checks.label_leaking, (0.915, 0.798, 1000), (0.80, 0.81, 1000)),
+    (checks.pgd_vs_autoattack, (0.872, 0.770, 1000), (0.914, 0.892, 1000)),
+    (checks.converged, (0.90, 0.80, 200), (0.90, 0.895, 200)),
+])
+def test_flags_are_raised_beyond_noise_only(check, bad, good):
+    flag = check(*bad)
+    assert flag.raised and flag.suggests and flag.to_try and "%" in flag.observed
+    assert str(flag).startswith("FLAG")
+    assert not check(*good).raised
+
+
+def test_small_samples_need_bigger_differences():
+    assert checks.pgd_vs_autoattack(0.90, 0.85, 1000).raised  # intervals of about ±2 points each
+    assert not checks.pgd_vs_autoattack(0.90, 0.85, 50).raised  # ±8 points on 50 images
+
+
+def test_eps_zero_and_monotonicity():
+    assert checks.eps_zero(0.95, 0.96, 100).raised and not checks.eps_zero(0.96, 0.96, 100).raised
+    assert checks.monotone_in_eps(0.40, 0.60, 500, 0.1).raised
+    assert not checks.monotone_in_eps(0.40, 0.30, 500, 0.1).raised
+
+
+def test_square_and_autoattack_messages():
+    after = {"apgd-ce": 0.80, "apgd-t": 0.78, "fab-t": 0.78, "square": 0.77}
+    assert checks.square_after_white_box(after, 1000).raised
+    assert not checks.square_after_white_box({**after, "square": 0.78}, 1000).raised
+    assert checks.square_after_white_box({"apgd-ce": 0.5}, 10) is None
+    flags = checks.autoattack_messages(["it seems to be a randomized defense!"])
+    assert flags[0].raised and "randomized" in flags[0].observed
+
+
+def test_the_report_lists_raised_flags():
+    from advlib.course import report
+
+    ok = checks.fgsm_vs_noise(0.60, 0.65, 200).as_dict()
+    bad = checks.pgd_vs_autoattack(0.872, 0.770, 1000).as_dict()
+    blocks = report.flag_blocks({"PGD": {"flags": [ok]}, "FGSM-RS": {"flags": [ok, bad]}})
+    table = [b for b in blocks if b[0] == "table"][0]
+    assert table[2][0][:2] == ["FGSM-RS", "PGD close to AutoAttack"] and "1 of 3" in table[3]
+    assert "All 1 sanity checks" in report.flag_blocks({"PGD": {"flags": [ok]}})[1][1]
+    assert report.flag_blocks({}) == []
