@@ -7,6 +7,9 @@ Examples::
     python -m advlib evaluate --checkpoint runs/cli/pgd/best.pt --eps 0.3 --alpha 0.01 \
         --attacks fgsm pgd-50x10 aa --n 1000
 
+Under ``torchrun --nproc_per_node=N -m advlib train ...`` the same engine runs with
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs); ``--batch-size`` stays the global batch.
+
 Bad input (a flag, the data, a checkpoint) ends with ``error: ...`` on stderr and exit code 2;
 Ctrl-C during training ends with what to run to resume (exit code 130).
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import data as data_mod, evaluate as ev, losses, models, recipes, train as tr, utils
-from .config import ATTACK_MODES, OPTIMIZERS, SCHEDULES
+from .config import ATTACK_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
 
 # One line of help per TrainConfig field (its flag's --help line; the default is appended unless it
@@ -55,6 +58,9 @@ TRAIN_HELP = {
     "eps_ramp_epochs": "eps grows linearly from 0 over these epochs",
     "attack_mode": "model mode while crafting training examples: " + " | ".join(ATTACK_MODES),
     "beta": "TRADES / MART: weight of the robustness term",
+    "precision": "training forward passes in: " + " | ".join(PRECISIONS) + " (bf16 = bfloat16 autocast; attacks' "
+                 "perturbations and all evaluation stay float32)",
+    "channels_last": "channels-last memory layout for the model and its batches (faster convolutions on CPUs)",
     "mix": "fgsm_weighted: weight of the adversarial loss",
     "params": "method-specific hyper-parameters (use --param NAME=VALUE)",
     "teacher": "checkpoint of the teacher, for methods that distil from one (default: none)",
@@ -155,11 +161,17 @@ def cmd_train(a) -> int:
         if v is not None:
             cfg[f.name] = v
     config = tr.TrainConfig.from_dict(cfg)
+    utils.init_distributed()  # under torchrun: DDP, NCCL on GPUs, gloo on CPUs
     try:
         metrics = tr.fit(config, resume=not a.no_resume)
     except KeyboardInterrupt:
-        print(interrupted_message(config.out_dir, a.no_resume), file=sys.stderr)
+        if utils.is_main():
+            print(interrupted_message(config.out_dir, a.no_resume), file=sys.stderr)
         return 130
+    finally:
+        utils.close_distributed()
+    if not utils.is_main():
+        return 0
     fin = metrics["final"] or {}
     print(json.dumps({"out_dir": config.out_dir, "train_seconds": metrics["train_seconds"],
                       "holdout_clean": fin.get("holdout_clean"), "holdout_pgd": fin.get("holdout_pgd")}))

@@ -222,6 +222,12 @@ def _kl_target(model: nn.Module, x: torch.Tensor, loss, target: Optional[torch.T
         return F.softmax(model(x), 1)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper: attacks need input gradients only, so
+    they run on the local replica (identical weights on every rank) without DDP's gradient hooks."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def madry_alpha(eps: float, steps: int) -> float:
     """The usual PGD step size, 2.5·ε/steps (Madry et al. 2018): enough to reach the boundary of the
     ε-ball from anywhere inside it and move along it."""
@@ -240,6 +246,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, mode
          loss: Union[str, Objective] = "ce", target: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Fast Gradient Sign Method (Goodfellow et al. 2015): :math:`x + \varepsilon\,\mathrm{sign}(\nabla_x J)`,
     clamped to [0,1]. ``loss``/``target`` as in :func:`objective`."""
+    model = unwrap(model)
     check_inputs(x, y, eps, model=model)
     if eps == 0:
         return x.detach().clone()
@@ -271,6 +278,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
     on the samples no earlier restart fooled; a sample never fooled keeps its last restart's last iterate
     (``callback`` then sees the iterates of the samples still attacked).
     """
+    model = unwrap(model)
     check_inputs(x, y, eps, alpha, steps, model=model)
     if not isinstance(restarts, numbers.Integral) or isinstance(restarts, bool) or restarts < 1:
         raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}.")

@@ -8,6 +8,9 @@ Where the data comes from (``source``):
   is accepted as a stand-in, with a notice that it is not pixel-exact.
 * ``"sample"`` the small pixel-exact samples shipped in the repository's ``data/samples``.
 * ``"auto"``   ``"full"`` when it can be had, otherwise the samples, with a visible notice.
+* ``"exact"``  CIFAR-10 only: the pixel-exact subset ``cifar10-exact-subset.npz`` under a data root
+  (5,085 train + 1,017 test images, the first 1,017 of each official batch file). Where the full
+  set here is the JPEG copy, this is where test figures are measured.
 
 Data roots are searched in order: the ``root`` argument, then every entry of the
 ``ADVLIB_DATA`` environment variable (``os.pathsep``-separated), then the repository's
@@ -45,7 +48,8 @@ DEFAULT_ROOT = REPO_ROOT / "data"  # where downloads go when ADVLIB_DATA is not 
 SAMPLES_DIR = REPO_ROOT / "data" / "samples"
 
 DATASETS = ("mnist", "cifar10")
-SOURCES = ("auto", "full", "sample")
+SOURCES = ("auto", "full", "sample", "exact")
+EXACT_SUBSET = "cifar10-exact-subset.npz"
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -109,7 +113,7 @@ class Dataset:
     y: torch.Tensor
     name: str
     split: str
-    origin: str  # "full", "jpeg-copy", "sample"
+    origin: str  # "full", "jpeg-copy", "sample", "exact-subset"
     classes: Sequence[str]
     note: str = ""
 
@@ -127,7 +131,8 @@ class Dataset:
     def label(self) -> str:
         """How to cite where the numbers were measured, e.g. 'CIFAR-10 (JPEG copy)'."""
         pretty = {"mnist": "MNIST", "cifar10": "CIFAR-10"}[self.name]
-        suffix = {"full": "", "jpeg-copy": " (JPEG copy)", "sample": " (shipped sample)"}[self.origin]
+        suffix = {"full": "", "jpeg-copy": " (JPEG copy)", "sample": " (shipped sample)",
+                  "exact-subset": " (pixel-exact subset)"}[self.origin]
         return pretty + suffix
 
     def subset(self, n: Optional[int] = None, start: int = 0) -> "Dataset":
@@ -164,7 +169,9 @@ class BatchLoader:
     """Iterates float batches in [0,1] from an in-memory :class:`Dataset`.
 
     Shuffling is deterministic given ``seed`` and the epoch (``set_epoch``), and with
-    ``world_size > 1`` each rank sees its own shard, as a DistributedSampler would.
+    ``world_size > 1`` each rank sees its own shard, as a DistributedSampler would; with ``drop_last``
+    the ranks' batches of one step together are exactly the single-process batch of ``batch_size *
+    world_size`` images of that step.
     ``augment=True`` applies the CIFAR recipe (random crop with 4-pixel zero padding and a
     horizontal flip) on whole batches.
     """
@@ -188,9 +195,14 @@ class BatchLoader:
         else:
             idx = torch.arange(n)
         if self.world_size > 1:
-            per = -(-n // self.world_size)
-            idx = torch.cat([idx, idx[: per * self.world_size - n]])  # pad like DistributedSampler
-            idx = idx[self.rank::self.world_size]
+            w = self.world_size
+            if self.drop_last:  # whole global batches only: rank r's batch i is every w-th image of the
+                glob = self.batch_size * w  # single-process batch i (global batch_size * w), from image r on
+                idx = idx[: n // glob * glob]
+            else:
+                per = -(-n // w)
+                idx = torch.cat([idx, idx[: per * w - n]])  # pad like DistributedSampler
+            idx = idx[self.rank::w]
         return idx
 
     def __len__(self) -> int:
@@ -332,6 +344,7 @@ def _cifar_full(roots: list[Path], train: bool) -> Optional[Dataset]:
     return None
 
 
+JPEG_ORDER_SEED = 0  # the JPEG copy's images are served in this fixed random order (see _cifar_jpeg)
 JPEG_NOTICE = ("CIFAR-10 (JPEG copy): this copy was re-encoded as JPEG and is NOT pixel-exact "
                "(mean error about 6/255); label any figure measured on it 'CIFAR-10 (JPEG copy)'.")
 
@@ -423,7 +436,10 @@ def _cifar_jpeg(roots: list[Path], train: bool, progress: bool = True) -> Option
     with np.load(dest) as z:
         key = "train" if train else "test"
         x, y = torch.from_numpy(z["x_" + key]), torch.from_numpy(z["y_" + key])
-    return Dataset(x, y, "cifar10", key, "jpeg-copy", CIFAR10_CLASSES, note=JPEG_NOTICE)
+    # The image folders sort the copy by class; the official batch files are in random order, and the
+    # first N images (train_samples, evaluate(n=...)) must be a fair sample: a fixed random order.
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(JPEG_ORDER_SEED))
+    return Dataset(x[order].contiguous(), y[order], "cifar10", key, "jpeg-copy", CIFAR10_CLASSES, note=JPEG_NOTICE)
 
 
 def _download(name: str, roots: list[Path], train: bool) -> Optional[Dataset]:
@@ -461,6 +477,27 @@ def load_sample(name: str, train: bool) -> Dataset:
                    note=f"shipped sample {path.name}: {len(y)} pixel-exact {key} images")
 
 
+def load_exact_subset(name: str, train: bool, roots: list[Path]) -> Dataset:
+    """The pixel-exact CIFAR-10 subset (``cifar10-exact-subset.npz``) from the first root that holds it."""
+    if name != "cifar10":
+        raise ValueError(f"source='exact' is the pixel-exact CIFAR-10 subset; {name} has none (use 'full').")
+    path = next((r / EXACT_SUBSET for r in roots if (r / EXACT_SUBSET).exists()), None)
+    if path is None:
+        raise DataNotFoundError(f"{EXACT_SUBSET} was not found (searched: {', '.join(map(str, roots))}); point "
+                                "ADVLIB_DATA at the folder that holds it, or use source='full'.")
+    key = "train" if train else "test"
+    try:
+        with np.load(path) as z:
+            x, y = torch.from_numpy(z["x_" + key]), torch.from_numpy(z["y_" + key])
+    except (OSError, ValueError, KeyError, EOFError, zlib.error) as err:
+        raise _corrupt(name, path, f"cannot be read ({type(err).__name__}: {err})") from None
+    if x.dim() != 4 or x.shape[1:] != (3, 32, 32) or x.dtype != torch.uint8 or len(x) != len(y):
+        raise _corrupt(name, path, f"x_{key} is {x.dtype} {tuple(x.shape)} with {len(y)} labels, "
+                       "not uint8 (N, 3, 32, 32)")
+    return Dataset(x.contiguous(), y, name, key, "exact-subset", CIFAR10_CLASSES,
+                   note=f"pixel-exact CIFAR-10 subset {path}: {len(y)} {key} images")
+
+
 def expected_files(name: str, roots: list[Path]) -> str:
     if name == "mnist":
         return ", ".join(str(roots[0] / "MNIST" / "raw" / f) for f in MNIST_FILES)
@@ -487,6 +524,8 @@ def load(name: str, split: str = "train", source: str = "auto", root: Optional[o
     if source == "sample":
         return load_sample(name, train)
     roots = data_roots(root)
+    if source == "exact":
+        return load_exact_subset(name, train, roots)
     try:
         ds = _load_full(name, roots, train, verbose)
     except DataCorruptError as err:

@@ -427,12 +427,14 @@ RSLAD_SPECS = {"FGSM": "fgsm", "PGD_SAT": "pgd-20", "PGD_TRADES": "pgd-20-kl", "
 
 
 def rslad_columns(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], eps: float = 8 / 255,
-                  n: Optional[int] = None, n_aa: Optional[int] = None, **kw) -> dict:
+                  n: Optional[int] = None, n_aa: Optional[int] = None, with_aa: bool = True, **kw) -> dict:
     """The RSLAD paper's columns (Clean, FGSM, PGD_SAT, PGD_TRADES, CW∞, AA) for one model, as
     :func:`evaluate` results whose ``"robust"`` keys are renamed to the paper's column names
-    (``"columns"`` maps them back to our attack names). ``n_aa`` runs AutoAttack on fewer images."""
-    res = evaluate(model, dataset, list(RSLAD_SPECS.values()), eps=eps, alpha=RSLAD_STEP, n=n,
-                   n_per_attack={"aa": n_aa} if n_aa else None, **kw)
+    (``"columns"`` maps them back to our attack names). ``n_aa`` runs AutoAttack on fewer images;
+    ``with_aa=False`` leaves the AA column out (smoke runs)."""
+    specs = [s for c, s in RSLAD_SPECS.items() if with_aa or c != "AA"]
+    res = evaluate(model, dataset, specs, eps=eps, alpha=RSLAD_STEP, n=n,
+                   n_per_attack={"aa": n_aa} if (n_aa and with_aa) else None, **kw)
     ours = {parse_attack(spec, eps, RSLAD_STEP).name: col for col, spec in RSLAD_SPECS.items()}
     for key in ("robust", "n_attack", "interval", "seconds", "attacks", "masks", "autoattack"):
         res[key] = {ours.get(k, k): v for k, v in res[key].items()}

@@ -8,6 +8,9 @@ CIFAR-10 (3x32x32), with CIFAR stems (3x3 first convolution, no max-pool), as in
   ``resnet18``, ``preact_resnet18``, ``mobilenet_v2``, ``wrn34_10``
   ``cifar_cnn``  a small CPU-sized network (four conv layers), for the cpu profile
   ``resnet8``    a narrow 8-layer pre-activation ResNet, also CPU-sized
+  ``airbench_s``, ``airbench_m``, ``airbench_l``  airbench-style nets (Jordan 2024: a 2x2 stem, then
+                 three groups conv-pool-BN-GELU-conv-BN-GELU) of widths 32/64/64 (0.15M parameters),
+                 64/128/128 (0.6M) and 96/192/192 (1.3M): the cpu profile's CIFAR-10 models
 """
 from __future__ import annotations
 
@@ -276,6 +279,39 @@ def cifar_cnn(num_classes=10):
     )
 
 
+class ConvGroup(nn.Module):
+    """conv 3x3, max-pool 2, BN, GELU, conv 3x3, BN, GELU (one airbench group)."""
+
+    def __init__(self, inp: int, out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inp, out, 3, padding="same", bias=False)
+        self.bn1 = nn.BatchNorm2d(out)
+        self.conv2 = nn.Conv2d(out, out, 3, padding="same", bias=False)
+        self.bn2 = nn.BatchNorm2d(out)
+
+    def forward(self, x):
+        x = F.gelu(self.bn1(F.max_pool2d(self.conv1(x), 2)))
+        return F.gelu(self.bn2(self.conv2(x)))
+
+
+class AirbenchNet(nn.Module):
+    """An airbench-style CIFAR-10 net (after Keller Jordan's airbench, 2024): a 2x2 convolution
+    stem to 24 channels (learnt here, not whitened), three :class:`ConvGroup` s of the given widths
+    (31 -> 15 -> 7 -> 3 pixels), a global max-pool and a linear layer. Fast on a CPU because most of
+    its work happens at 16x16 pixels and below."""
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 64), num_classes: int = 10, stem: int = 24):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, stem, 2, padding=0, bias=False), nn.BatchNorm2d(stem), nn.GELU())
+        chans = [stem, *widths]
+        self.groups = nn.Sequential(*[ConvGroup(a, b) for a, b in zip(chans, chans[1:])])
+        self.fc = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x):
+        x = self.groups(self.stem(x))
+        return self.fc(F.adaptive_max_pool2d(x, 1).flatten(1))
+
+
 # --------------------------------------------------------------------------- registry
 
 MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
@@ -289,6 +325,9 @@ MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "wrn34_10": ("cifar10", lambda num_classes=10: WideResNet(34, 10, num_classes)),
     "cifar_cnn": ("cifar10", cifar_cnn),
     "resnet8": ("cifar10", lambda num_classes=10: PreActResNet((1, 1, 1), num_classes, width=16)),
+    "airbench_s": ("cifar10", lambda num_classes=10: AirbenchNet((32, 64, 64), num_classes)),
+    "airbench_m": ("cifar10", lambda num_classes=10: AirbenchNet((64, 128, 128), num_classes)),
+    "airbench_l": ("cifar10", lambda num_classes=10: AirbenchNet((96, 192, 192), num_classes)),
 }
 
 

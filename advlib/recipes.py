@@ -57,6 +57,92 @@ _LIST = [
            "course (notebook 02): PGD-5 with an eps ramp over 2 epochs and a one-cycle learning rate; "
            "clean 98.8% / PGD-50x10 91.4% / AutoAttack 89.2% on 1,000 test images in 8.7 CPU minutes"),
 ]
+
+CIFAR_EPS = 8 / 255
+
+# The cpu profile's CIFAR-10 runs: an airbench-style net (advlib.models.AirbenchNet), SGD with
+# Nesterov momentum and a one-cycle learning rate (fast_adversarial's schedule), crop + flip, and the
+# two CPU levers (bfloat16 autocast and channels-last: about 2-3x on these cores, see
+# benchmarks/bench_cifar_levers.py); attacks' perturbations and every evaluation stay float32.
+_CIFAR_CPU = dict(model="airbench_m", dataset="cifar10", eps=CIFAR_EPS, batch_size=128, optimizer="sgd", lr=0.2,
+                  momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cyclic", cyclic_peak=0.3,
+                  precision="bf16", channels_last=True, attack_mode="eval",
+                  eval_samples=500, eval_steps=10, eval_alpha=2 / 255)
+
+_LIST += [
+    Recipe("cifar_standard", "Standard",
+           {**_CIFAR_CPU, "method": "standard", "epochs": 5},
+           "course (notebook 03): the non-robust baseline on the cpu-profile net"),
+    Recipe("cifar_sat", "SAT (PGD-2)",
+           {**_CIFAR_CPU, "method": "pgd", "steps": 2, "epochs": 12},
+           "Madry et al. 2018 on a CPU budget: PGD-2 (step 2.5·ε/2, uniform random start) crafted in eval mode, "
+           "12 epochs of the 0.6M-parameter airbench_m in bfloat16 autocast with channels-last memory"),
+]
+
+# Notebook 03's cheap experiments on the 0.15M airbench_s: catastrophic overfitting of single-step
+# training (10,000 training images, so the held-out monitor runs often) and robust overfitting
+# (SAT on 5,000 images for many epochs with a step schedule, as Rice et al. 2020 saw it).
+_CIFAR_SMALL = {**_CIFAR_CPU, "model": "airbench_s"}
+_CO = {**_CIFAR_SMALL, "train_samples": 10000, "epochs": 8, "lr": 0.2, "schedule": "cyclic", "cyclic_peak": 0.3}
+_LIST += [
+    Recipe("cifar_fgsm", "FGSM (α=ε, no random start)", {**_CO, "method": "fgsm"},
+           "Goodfellow et al. 2015 as a training attack: one signed step of ε from the clean image"),
+    Recipe("cifar_fgsm_rs", "FGSM-RS (α=1.25ε)", {**_CO, "method": "fgsm_rs", "alpha": 1.25 * CIFAR_EPS},
+           "Wong et al. 2020 (fast_adversarial CIFAR10/train_fgsm.py: alpha 10/255 for epsilon 8/255)"),
+    Recipe("cifar_fgsm_rs_2eps", "FGSM-RS (α=2ε)", {**_CO, "method": "fgsm_rs", "alpha": 2 * CIFAR_EPS},
+           "Wong et al. 2020, Fig. 3: a step of 2ε overfits catastrophically"),
+    Recipe("cifar_sat_small_data", "SAT, 4,000 images, step schedule",
+           {**_CIFAR_SMALL, "method": "pgd", "steps": 2, "train_samples": 5000, "epochs": 30, "lr": 0.1,
+            "schedule": "multistep", "milestones": (0.5, 0.75), "eval_samples": 250},
+           "Rice et al. 2020 (robust overfitting) in miniature: the robust test accuracy peaks after the first "
+           "learning-rate decay, then falls while the training loss keeps falling"),
+]
+
+# Notebook 04: SAT, TRADES and MART on the same small net, the same inner maximisation (3 steps of
+# 2.5·ε/3 from the method's own start) and the same budget.
+_FAMILY = {**_CIFAR_SMALL, "steps": 3, "alpha": 2.5 * CIFAR_EPS / 3, "epochs": 5}
+_LIST += [
+    Recipe("cifar_s_sat", "SAT", {**_FAMILY, "method": "pgd"},
+           "Madry et al. 2018: cross-entropy at the PGD example"),
+    Recipe("cifar_s_trades", "TRADES (β=6)", {**_FAMILY, "method": "trades", "beta": 6.0},
+           "Zhang et al. 2019 (TRADES trades.py): CE(f(x), y) + β·KL(f(x) ‖ f(x')), β = 6"),
+    Recipe("cifar_s_mart", "MART (β=6)", {**_FAMILY, "method": "mart", "beta": 6.0},
+           "Wang et al. 2020 (MART mart.py): boosted CE at x' + β·KL weighted by 1 − f_y(x), β = 6"),
+]
+_BETA_SWEEP = {**_FAMILY, "method": "trades", "train_samples": 10000}
+_LIST += [Recipe(f"cifar_s_trades_beta{b:g}", f"TRADES β={b:g} (10k images)", {**_BETA_SWEEP, "beta": float(b)},
+                 "notebook 04's β sweep: clean vs robust accuracy, one point per β")
+          for b in (0.5, 2, 6)]
+
+# The papers' settings (gpu profile), with the file and line they come from.
+_GPU = dict(dataset="cifar10", eps=CIFAR_EPS, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+            schedule="multistep", precision="fp32", channels_last=False, eval_samples=1000, eval_steps=20,
+            eval_alpha=2 / 255)
+_LIST += [
+    Recipe("cifar_standard_gpu", "Standard (ResNet-18)",
+           {**_GPU, "model": "resnet18", "method": "standard", "epochs": 100, "weight_decay": 5e-4,
+            "milestones": (0.5, 0.75)},
+           "a natural ResNet-18 baseline (the RSLAD table's Natural row)"),
+    Recipe("cifar_sat_gpu", "SAT (ResNet-18, PGD-10)",
+           {**_GPU, "model": "resnet18", "method": "pgd", "steps": 10, "alpha": 2 / 255, "attack_mode": "train",
+            "epochs": 205, "weight_decay": 2e-4, "milestones": (0.5, 0.75)},
+           "Madry et al. 2018, MadryLab/cifar10_challenge config.json l.11-30: 80k steps of batch 128 (205 epochs), "
+           "lr 0.1 x0.1 at 40k and 60k steps, weight decay 2e-4, PGD-10 of step 2/255 from a uniform start; the "
+           "attack runs in the training graph (train.py l.41: batch norm in training mode); ResNet-18 as in the "
+           "RSLAD table"),
+    Recipe("cifar_trades_gpu", "TRADES (WRN-34-10, β=6)",
+           {**_GPU, "model": "wrn34_10", "method": "trades", "beta": 6.0, "eps": 0.031, "steps": 10, "alpha": 0.007,
+            "epochs": 76, "weight_decay": 2e-4, "milestones": (74 / 76,)},
+           "yaodongyu/TRADES train_trades_cifar10.py l.16-37 (batch 128, 76 epochs, weight decay 2e-4, lr 0.1, "
+           "epsilon 0.031, 10 steps of 0.007, beta 6) and l.137-147 (lr x0.1 from epoch 75); trades.py l.28 "
+           "(eval mode while crafting), l.31 (start x + 0.001·N(0,1)), l.81-82 (KL summed, divided by the batch)"),
+    Recipe("cifar_mart_gpu", "MART (WRN-34-10, β=6)",
+           {**_GPU, "model": "wrn34_10", "method": "mart", "beta": 6.0, "eps": 0.031, "steps": 10, "alpha": 0.007,
+            "epochs": 90, "weight_decay": 7e-4, "milestones": (74 / 90, 89 / 90)},
+           "YisenWang/MART train_wideresnet.py l.21-42 (batch 128, 90 epochs, weight decay 7e-4, lr 0.1, epsilon "
+           "0.031, 10 steps of 0.007, beta 6) and l.109-119 (lr x0.1 from epoch 75, x0.01 from epoch 90); mart.py "
+           "l.17 (eval mode while crafting), l.20 (start x + 0.001·N(0,1)), l.25 (CE inner loss), l.48, l.54-55"),
+]
 RECIPES: dict[str, Recipe] = {r.name: r for r in _LIST}
 
 for _r in _LIST:  # a typo in a recipe fails on import, not after an hour of training
@@ -91,6 +177,8 @@ def table(configs: dict[str, TrainConfig]) -> str:
 
     keys = list(TABLE_KEYS)
     keys += [k for k in ("params", "teacher") if any(getattr(c, k) for c in configs.values())]
+    if any(c.precision != "fp32" or c.channels_last for c in configs.values()):
+        keys += ["precision", "channels_last"]  # the speed levers, when a run uses one
 
     def fmt(v: Any) -> str:
         return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -99,7 +187,7 @@ def table(configs: dict[str, TrainConfig]) -> str:
         method = losses.get_method(c.method)
         if k == "params":
             return ", ".join(f"{p}={fmt(c.param(p))}" for p in method.params) or "–"
-        if k not in _ALWAYS and k != "teacher" and k not in method.uses:
+        if k not in _ALWAYS and k not in ("teacher", "precision", "channels_last") and k not in method.uses:
             return "–"
         v = getattr(c, k)
         return "default" if (k == "alpha" and v is None) else fmt(v)

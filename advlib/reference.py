@@ -194,7 +194,8 @@ def published_column(attack: Optional[dict]) -> Optional[str]:
     return {"clean": "Clean", "fgsm": "FGSM", "aa": "AA"}.get(kind)
 
 
-def match(dataset: Optional[str], model: Optional[str], method: Optional[str]) -> list[dict]:
+def match(dataset: Optional[str], model: Optional[str], method: Optional[str],
+          checkpoint: Optional[str] = None) -> list[dict]:
     """Published rows that correspond to a model ``model`` trained with ``method`` (our names, see
     :func:`published_model`, :func:`published_method`; or the published ones) measured on ``dataset``
     ('mnist' or 'cifar10').
@@ -202,7 +203,10 @@ def match(dataset: Optional[str], model: Optional[str], method: Optional[str]) -
     MNIST (whose published models are not ours; the anchors are shown for scale): TRADES training is
     set beside the TRADES SmallCNN anchor, FGSM with a random start beside the fast_adversarial MNIST
     anchor, PGD training beside both. CIFAR-10: the same model and method in RSLAD Table 2 (best,
-    last, reproduction) and the anchors. Nothing for an unknown data set, model or method.
+    last, reproduction) and the anchors; a CIFAR-10 model that is not in the published tables (the cpu
+    profile's small nets) is set beside the published ResNet-18 rows of its method, titled so (compare
+    orderings and gaps, not levels). ``checkpoint`` ('best' or 'last', as a row declares it) keeps the
+    published rows of that checkpoint only. Nothing for an unknown data set or method.
     Returns ``[{"kind": "rslad"|"anchor", "title", "citation", "values": {...}, "attack": str,
     "pgd": (steps, restarts) or None}]``.
     """
@@ -216,17 +220,24 @@ def match(dataset: Optional[str], model: Optional[str], method: Optional[str]) -
             mnist if meth == "SAT" else [])
         return [_anchor_entry(a) for a in picks]
     mod = published_model(model)
-    if dataset != "cifar10" or mod is None:
+    if dataset != "cifar10" or not model:
         return out
-    for title, table, cit in (("RSLAD Table 2, best checkpoint", RSLAD_BEST, RSLAD_CITATION),
-                              ("RSLAD Table 2, last checkpoint", RSLAD_LAST, RSLAD_CITATION),
-                              ("independent reproduction, last checkpoint", RSLAD_REPRODUCTION,
-                               REPRODUCTION_CITATION)):
+    stand_in = mod is None  # not a published architecture: the published ResNet-18 rows, said so
+    if stand_in:
+        mod = "ResNet-18"
+    for ck, title, table, cit in (("best", "RSLAD Table 2, best checkpoint", RSLAD_BEST, RSLAD_CITATION),
+                                  ("last", "RSLAD Table 2, last checkpoint", RSLAD_LAST, RSLAD_CITATION),
+                                  ("last", "independent reproduction, last checkpoint", RSLAD_REPRODUCTION,
+                                   REPRODUCTION_CITATION)):
+        if checkpoint in ("best", "last") and ck != checkpoint:
+            continue
+        if stand_in:
+            title += f" (ResNet-18; ours is {model})"
         if (mod, meth) in table:
             out.append({"kind": "rslad", "title": title, "citation": cit,
                         "values": dict(zip(RSLAD_COLUMNS, table[(mod, meth)])), "attack": "", "pgd": None})
     for a in ANCHORS:
-        if a.dataset == "cifar10" and a.model == mod and a.method == meth:
+        if not stand_in and a.dataset == "cifar10" and a.model == mod and a.method == meth:
             out.append(_anchor_entry(a))
     return out
 

@@ -11,6 +11,7 @@ its own shard of every epoch, metrics are summed over ranks, and only rank 0 log
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import pickle
@@ -57,6 +58,15 @@ def current_eps(cfg: TrainConfig, epoch_float: float) -> float:
     if cfg.eps_ramp_epochs > 0:
         return cfg.eps * min(1.0, epoch_float / cfg.eps_ramp_epochs)
     return cfg.eps
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    """The training forward passes' precision: bfloat16 autocast for ``precision="bf16"``. The images,
+    the attacks' perturbations and projections stay float32 (autocast only lowers the model's matrix
+    products and convolutions), and the per-epoch evaluation runs outside it, in float32."""
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -217,12 +227,21 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     if model is None:
         model = models.get_model(cfg.model, normalize=cfg.normalize)
     model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if world > 1:  # the same weights everywhere (DDP broadcast them); each rank its own attack noise
+        torch.manual_seed(cfg.seed * 1000003 + rank * 7919)
     opt = make_optimizer(cfg, model)
     augment = cfg.augment if cfg.augment is not None else cfg.dataset == "cifar10"
-    loader = train_set.loader(cfg.batch_size, shuffle=True, seed=cfg.seed, augment=augment, drop_last=True,
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is the global batch and must be divisible by the number of "
+                         f"processes ({world}): each rank trains on batch_size / {world} images per step.")
+    # batch_size is the global batch: rank r takes every world-th image of the single-process batch, so
+    # the ranks of one step together see exactly the images one process would, in the same steps.
+    loader = train_set.loader(cfg.batch_size // world, shuffle=True, seed=cfg.seed, augment=augment, drop_last=True,
                               device=device, rank=rank, world_size=world)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
@@ -249,6 +268,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         opt.load_state_dict(ck["optimizer"])
         state.update(ck["state"])
         _set_rng_state(ck["rng"])
+        if world > 1:  # each rank its own attack noise, reproducibly
+            torch.manual_seed(cfg.seed * 1000003 + rank * 7919 + state["global_step"])
         if utils.is_main():
             print(f"Resuming {out} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']} "
                   f"({state['global_step']}/{total_steps} steps done).", flush=True)
@@ -284,7 +305,10 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(cfg, state["global_step"] / total_steps)
             eps = current_eps(cfg, t_epoch)
-            loss, logits = method(losses.Context(net, xb, yb, eps, cfg, teacher, t_epoch))
+            if cfg.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast(cfg, device):
+                loss, logits = method(losses.Context(net, xb, yb, eps, cfg, teacher, t_epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -21,8 +21,11 @@ def set_seed(seed: int) -> None:
 
 
 def get_device(device: str = "auto") -> torch.device:
+    """``"auto"``: the GPU if there is one (under torchrun, this process's ``LOCAL_RANK`` GPU), else the CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        return torch.device("cpu")
     return torch.device(device)
 
 
@@ -34,6 +37,24 @@ def dist_info() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment):
+    NCCL on GPUs, gloo on CPUs. Returns whether this process is one of several. Idempotent."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
+        return False
+    if not torch.distributed.is_initialized():
+        gpu = torch.cuda.is_available()
+        if gpu:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        torch.distributed.init_process_group("nccl" if gpu else "gloo")
+    return True
+
+
+def close_distributed() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def is_main() -> bool:

@@ -174,9 +174,48 @@ def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdo
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def perturbation_scale(panels: dict[str, tuple[torch.Tensor, torch.Tensor, float]], size: float = 1.7):
+    """What an L-infinity budget looks like on different data: one row per entry ``{label: (x, x_adv, eps)}``
+    with the perturbed images and the perturbations at their true scale, with a colour bar in pixel units
+    (grey images: −ε blue, +ε red; colour images: each channel's δ as 0.5 + δ/(2ε), so grey means
+    unchanged). Pixels where the [0, 1] clamp cut the step show paler than ±ε."""
+    n = max(len(v[0]) for v in panels.values())
+    fig, axes = plt.subplots(len(panels), 2 * n + 1, figsize=(size * (2 * n + 1), size * 1.15 * len(panels)),
+                             squeeze=False, gridspec_kw={"width_ratios": [1] * (2 * n) + [0.08]})
+    for i, (label, (x, x_adv, eps)) in enumerate(panels.items()):
+        gray = x.shape[1] == 1
+        delta = x_adv - x
+        im = None
+        for j in range(n):
+            a_img, a_d = axes[i, 2 * j], axes[i, 2 * j + 1]
+            for a in (a_img, a_d):
+                a.set_xticks([])
+                a.set_yticks([])
+            if j >= len(x):
+                a_img.axis("off")
+                a_d.axis("off")
+                continue
+            a_img.imshow(_to_hwc(x_adv[j]), cmap="gray" if gray else None, vmin=0, vmax=1)
+            if gray:
+                im = a_d.imshow(delta[j, 0].cpu().numpy(), cmap="RdBu_r", vmin=-eps, vmax=eps)
+            else:  # each channel's δ mapped to 0.5 + δ/(2ε): grey where nothing changed
+                a_d.imshow(_to_hwc((delta[j] / (2 * eps) + 0.5).clamp(0, 1)))
+                im = im or plt.cm.ScalarMappable(plt.Normalize(-eps, eps), "gray")
+            if i == 0:
+                a_img.set_title("perturbed image", fontsize=8)
+                a_d.set_title("perturbation", fontsize=8)
+        axes[i, 0].set_ylabel(label, fontsize=8)
+        cb = fig.colorbar(im, cax=axes[i, -1])
+        cb.set_ticks([-eps, 0, eps])
+        cb.set_ticklabels([f"−{eps:.3g}", "0", f"+{eps:.3g}"])
+        cb.ax.tick_params(labelsize=7)
+    fig.tight_layout()
     return fig
 
 

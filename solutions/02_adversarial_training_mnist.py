@@ -26,11 +26,3 @@ def weighted_fgsm_loss(model, x, y, eps, mix):
     """Return (1 - mix) * CE(model(x), y) + mix * CE(model(x_fgsm), y), a scalar tensor."""
     x_adv = _fgsm(model, x, y, eps)
     return (1 - mix) * F.cross_entropy(model(x), y) + mix * F.cross_entropy(model(x_adv), y)
-
-
-def trades_loss(model, x, x_adv, y, beta):
-    """Return CE(model(x), y) + beta * KL(softmax model(x) || softmax model(x_adv)), batchmean."""
-    logits_clean, logits_adv = model(x), model(x_adv)
-    # F.kl_div(input, target) = KL(target || .), with input given as log-probabilities
-    kl = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
-    return F.cross_entropy(logits_clean, y) + beta * kl

@@ -275,3 +275,12 @@ def test_reference_matching():
     assert got[0]["values"]["AA"] == 50.17
     assert reference.match("cifar10", None, "rslad") == []  # no model: no match
     assert reference.match("cifar10", "wrn34_10", "trades")[0]["values"]["Clean"] == 84.92
+
+
+def test_an_unpublished_cifar_model_is_set_beside_resnet18_and_said_so():
+    got = reference.match("cifar10", "airbench_m", "pgd")
+    assert [g["values"]["Clean"] for g in got] == [83.38, 84.44]  # SAT, best and last
+    assert all("ResNet-18; ours is airbench_m" in g["title"] for g in got)
+    assert [g["values"]["Clean"] for g in reference.match("cifar10", "airbench_s", "trades", "last")] == [82.20]
+    best = reference.match("cifar10", "resnet18", "rslad", "best")
+    assert [g["title"] for g in best] == ["RSLAD Table 2, best checkpoint"]

@@ -3,6 +3,7 @@ and for each typical mistake returns False and prints its specific diagnosis, wi
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ def _load(name):
 
 
 S0, S1, S2 = _load("00_setup"), _load("01_fgsm_mnist"), _load("02_adversarial_training_mnist")
+S4 = _load("04_trades_mart_cifar10")
 
 
 def run(check, fn, capsys):
@@ -50,7 +52,8 @@ CHECKS = [
     (ex.check_robust_accuracy, S1.robust_accuracy),
     (ex.check_pgd_step, S2.pgd_step),
     (ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
-    (ex.check_trades_loss, S2.trades_loss),
+    (ex.check_trades_loss, S4.trades_loss),
+    (ex.check_mart_loss, S4.mart_loss),
 ]
 
 
@@ -415,7 +418,7 @@ def test_weighted_loss_switches_to_eval(capsys):
     fails_with(ex.check_weighted_fgsm_loss, to_eval, capsys, "left the model in evaluation mode")
 
 
-# --------------------------------------------------------------------------- 02: TRADES loss
+# --------------------------------------------------------------------------- 04: TRADES loss
 
 
 def _kl(p_logits, q_logits, reduction="batchmean"):
@@ -451,11 +454,210 @@ def test_trades_detached_clean_prediction(capsys):
 
 def test_trades_backward_inside(capsys):
     def with_backward(m, x, a, y, b):
-        loss = S2.trades_loss(m, x, a, y, b)
+        loss = S4.trades_loss(m, x, a, y, b)
         loss.backward()
         return loss
 
     fails_with(ex.check_trades_loss, with_backward, capsys, "already put gradients")
+
+
+# --------------------------------------------------------------------------- 04: MART loss
+
+
+def _probs(m, x, a):
+    return F.softmax(m(x), 1), F.softmax(m(a), 1)
+
+
+def _runner_up(q, y):
+    """The most probable class under q other than y."""
+    top2 = q.topk(2, 1).indices
+    return torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])
+
+
+def _margin(q, cls):
+    return F.nll_loss(torch.log(1.0001 - q + 1e-12), cls)
+
+
+def _kl_rows(p, q):
+    """KL(p || q) per example."""
+    return F.kl_div(torch.log(q + 1e-12), p, reduction="none").sum(1)
+
+
+def _p_y(p, y):
+    return p.gather(1, y[:, None]).squeeze(1)
+
+
+def _boosted(m, a, y):
+    q = F.softmax(m(a), 1)
+    return F.cross_entropy(m(a), y) + _margin(q, _runner_up(q, y))
+
+
+def _robust(m, x, a, y):
+    p, q = _probs(m, x, a)
+    return (_kl_rows(p, q) * (1.0000001 - _p_y(p, y))).mean()
+
+
+def _mart_variant(boosted=_boosted, robust=_robust, beta_on_kl=True):
+    def fn(m, x, a, y, b):
+        return boosted(m, a, y) + b * robust(m, x, a, y) if beta_on_kl else b * boosted(m, a, y) + robust(m, x, a, y)
+    return fn
+
+
+def _with_clean(boosted):
+    """A boosted CE computed on the clean x (the students' answer is called with x and x_adv)."""
+    return lambda m, x, a, y, b: boosted(m, x, y) + b * _robust(m, x, a, y)
+
+
+def _weighted(rows, weight):
+    def robust(m, x, a, y):
+        p, q = _probs(m, x, a)
+        return (rows(p, q) * weight(p, q, y)).mean()
+    return robust
+
+
+_W = lambda p, q, y: 1.0000001 - _p_y(p, y)  # noqa: E731 - MART's weight
+
+
+def _ce_plus_margin_on(cls_of):
+    def boosted(m, a, y):
+        q = F.softmax(m(a), 1)
+        return F.cross_entropy(m(a), y) + _margin(q, cls_of(q, y))
+    return boosted
+
+
+MART_MISTAKES = [
+    ("no_boost", _mart_variant(boosted=lambda m, a, y: F.cross_entropy(m(a), y)), ["no boost term"]),
+    ("boost_sign", _mart_variant(boosted=lambda m, a, y: 2 * F.cross_entropy(m(a), y) - _boosted(m, a, y)),
+     ["wrong sign"]),
+    ("boost_true_class", _mart_variant(boosted=_ce_plus_margin_on(lambda q, y: y)), ["uses the true class y",
+                                                                                     "strongest *wrong* class"]),
+    ("boost_top_class", _mart_variant(boosted=_ce_plus_margin_on(lambda q, y: q.argmax(1))), ["top class of q"]),
+    ("ce_on_clean", lambda m, x, a, y, b: _boosted(m, a, y) - F.cross_entropy(m(a), y) + F.cross_entropy(m(x), y)
+     + b * _robust(m, x, a, y), ["cross-entropy is on the clean x"]),
+    ("boosted_ce_on_clean", _with_clean(_boosted), ["boosted cross-entropy is on the clean x"]),
+    ("weight_p_y", _mart_variant(robust=_weighted(_kl_rows, lambda p, q, y: _p_y(p, y))), ["weighted by p_y(x)"]),
+    ("no_weight", _mart_variant(robust=_weighted(_kl_rows, lambda p, q, y: 1.0)), ["not weighted"]),
+    ("weight_adversarial", _mart_variant(robust=_weighted(_kl_rows, lambda p, q, y: 1.0000001 - _p_y(q, y))),
+     ["adversarial probability of the true class"]),
+    ("kl_reversed", _mart_variant(robust=_weighted(lambda p, q: _kl_rows(q, p), _W)),
+     ["swapped the direction of the KL divergence"]),
+    ("kl_probabilities", _mart_variant(robust=_weighted(lambda p, q: F.kl_div(q, p, reduction="none").sum(1), _W)),
+     ["expects log-probabilities"]),
+    ("kl_mean_over_classes", _mart_variant(robust=_weighted(
+        lambda p, q: F.kl_div(torch.log(q + 1e-12), p, reduction="none").mean(1), _W)),
+     ["averaged over the 10 classes too"]),
+    ("kl_reduction_mean", _mart_variant(robust=lambda m, x, a, y: (F.kl_div(
+        torch.log(_probs(m, x, a)[1] + 1e-12), _probs(m, x, a)[0], reduction="mean")
+        * (1.0000001 - _p_y(_probs(m, x, a)[0], y))).mean()), ["reduction='mean'", "10× too small"]),
+    ("weight_after_batchmean", _mart_variant(robust=lambda m, x, a, y: F.kl_div(
+        torch.log(_probs(m, x, a)[1] + 1e-12), _probs(m, x, a)[0], reduction="batchmean")
+        * (1.0000001 - _p_y(_probs(m, x, a)[0], y)).mean()), ["weighted the KL after averaging"]),
+    ("kl_summed_over_batch", _mart_variant(robust=lambda m, x, a, y: len(y) * _robust(m, x, a, y)),
+     ["summed over the batch without dividing", "4× too large"]),
+    ("beta_on_boosted_ce", _mart_variant(beta_on_kl=False), ["multiplied the boosted cross-entropy by β"]),
+    ("no_beta", lambda m, x, a, y, b: _boosted(m, a, y) + _robust(m, x, a, y), ["not multiplied by β"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in MART_MISTAKES], ids=[n for n, _, _ in MART_MISTAKES])
+def test_mart_mistakes(answer, phrases, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # kl_div's warning about reduction='mean'
+        out = fails_with(ex.check_mart_loss, answer, capsys, *phrases)
+    assert "Your loss is" not in out, "a listed mistake gets its own diagnosis, not the generic message"
+
+
+def test_mart_cases_separate_the_mistakes():
+    """On each case the listed mistakes give values different from each other and from the expected loss
+    (beyond the check's tolerance), so every diagnosis is reachable, and none is a correct answer."""
+    from advlib.exercises import trades_mart_cifar10 as tm
+
+    for case in tm._mart_cases():
+        m = harness.fixed_model().train()
+        expected = tm._mart_reference(m, **case).item()
+        variants, _ = tm._mart_mistakes(0.0, expected, m, **case)
+        values = [expected] + [v for v, _ in variants]
+        for i, a in enumerate(values):
+            for b in values[i + 1:]:
+                assert not harness.close(a, b), (a, b)
+        p = F.softmax(m(case["x_adv"]), 1)
+        right = p.argmax(1) == case["y"]
+        assert right.any() and not right.all()  # the strongest wrong class is sometimes the runner-up
+
+
+def test_mart_reference_is_the_library_method(monkeypatch):
+    """The check's reference equals advlib.losses' training method mart with its attack replaced by x_adv."""
+    from advlib import losses
+    from advlib.exercises import trades_mart_cifar10 as tm
+
+    case = tm._mart_cases()[0]
+    monkeypatch.setattr(losses.Context, "pgd", lambda self, **kw: case["x_adv"])
+    m = harness.fixed_model().train()
+    lib = losses.compute("mart", m, case["x"], case["y"], 0.1, beta=case["beta"])[0]
+    assert torch.allclose(lib, tm._mart_reference(m, **case), rtol=1e-6)
+    assert torch.allclose(S4.mart_loss(m, case["x"], case["x_adv"], case["y"], case["beta"]), lib, rtol=1e-6)
+
+
+def test_mart_detached_natural_probabilities(capsys):
+    def detached(m, x, a, y, b):
+        p = F.softmax(m(x), 1).detach()
+        q = F.softmax(m(a), 1)
+        return _boosted(m, a, y) + b * (_kl_rows(p, q) * (1.0000001 - _p_y(p, y))).mean()
+
+    def detached_weight(m, x, a, y, b):
+        p, q = _probs(m, x, a)
+        return _boosted(m, a, y) + b * (_kl_rows(p, q) * (1.0000001 - _p_y(p, y)).detach()).mean()
+
+    for answer in (detached, detached_weight):
+        fails_with(ex.check_mart_loss, answer, capsys, "right value but the wrong gradients", "nothing is detached")
+
+
+def test_mart_written_differently_passes(capsys):
+    def one_hot(m, x, a, y, b):  # one forward pass, a one-hot mask for the wrong class, log_target KL
+        lc, la = m(torch.cat([x, a])).chunk(2)
+        q = F.softmax(la, 1)
+        mask = F.one_hot(y, q.shape[1]).bool()
+        wrong = q.masked_fill(mask, -1.0).argmax(1)
+        margin = -torch.log(1.0001 - q.gather(1, wrong[:, None]).squeeze(1) + 1e-12).mean()
+        log_p = F.log_softmax(lc, 1)
+        kl = F.kl_div(torch.log(q + 1e-12), log_p, reduction="none", log_target=True).sum(1)
+        weight = 1.0000001 - (log_p.exp() * mask).sum(1)
+        return F.cross_entropy(la, y) + margin + b * (1.0 / len(y)) * torch.sum(kl * weight)
+
+    def by_hand(m, x, a, y, b):  # sorted classes and the KL written out
+        p, q = _probs(m, x, a)
+        order = torch.argsort(q, dim=1)[:, -2:]
+        wrong = torch.where(order[:, -1] == y, order[:, -2], order[:, -1])
+        rows = torch.arange(len(y))
+        bce = -torch.log(q[rows, y]).mean() - torch.log(1.0001 - q[rows, wrong] + 1e-12).mean()
+        kl = (p * (torch.log(p + 1e-12) - torch.log(q + 1e-12))).sum(1)
+        return bce + b * (kl * (1.0000001 - p[rows, y])).mean()
+
+    def log_softmax_no_shift_in_weight(m, x, a, y, b):  # log_softmax in the KL, weight 1 - p_y
+        lc, la = m(x), m(a)
+        p = F.softmax(lc, 1)
+        kl = F.kl_div(F.log_softmax(la, 1), p, reduction="none").sum(1)
+        return _boosted(m, a, y) + b * (kl * (1 - _p_y(p, y))).mean()
+
+    for answer in (one_hot, by_hand, log_softmax_no_shift_in_weight):
+        result, out = run(ex.check_mart_loss, answer, capsys)
+        assert result is True, out
+
+
+def test_mart_margin_without_the_code_constant(capsys):
+    """−log(1 − q_j) instead of the code's −log(1.0001 − q_j + 1e-12): the value agrees within the tolerance,
+    the gradients do not; the check says which constant, not that something was detached."""
+    def paper_margin(m, x, a, y, b):
+        q = F.softmax(m(a), 1)
+        return F.cross_entropy(m(a), y) + F.nll_loss(torch.log1p(-q), _runner_up(q, y)) + b * _robust(m, x, a, y)
+
+    out = fails_with(ex.check_mart_loss, paper_margin, capsys, "agrees with MART's to four digits", "1.0001")
+    assert "detach" not in out
+
+
+def test_mart_leaves_the_model_in_eval_mode(capsys):
+    fails_with(ex.check_mart_loss, _eval_no_restore(S4.mart_loss), capsys, "left the model in evaluation mode",
+               "was in training mode", "model.train(was_training)")
 
 
 # --------------------------------------------------------------------------- the model's mode and batch norm
@@ -511,7 +713,8 @@ def test_attack_that_does_not_restore_the_mode(check, answer, capsys):
 
 
 @pytest.mark.parametrize("check,answer", [(ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
-                                          (ex.check_trades_loss, S2.trades_loss)], ids=["weighted", "trades"])
+                                          (ex.check_trades_loss, S4.trades_loss),
+                                          (ex.check_mart_loss, S4.mart_loss)], ids=["weighted", "trades", "mart"])
 def test_loss_must_leave_the_mode_as_it_found_it(check, answer, capsys):
     def attack_in_eval_mode(m, *args):  # the attack in evaluation mode, then only the outer flag restored
         was = m.training
@@ -583,10 +786,12 @@ def test_batchnorm_model_depends_on_its_mode():
 def test_exercises_table():
     names = {"00_setup": ["project_linf", "linf_distance"],
              "01_fgsm_mnist": ["my_fgsm", "robust_accuracy"],
-             "02_adversarial_training_mnist": ["pgd_step", "weighted_fgsm_loss", "trades_loss"]}
+             "02_adversarial_training_mnist": ["pgd_step", "weighted_fgsm_loss"],
+             "04_trades_mart_cifar10": ["trades_loss", "mart_loss"]}
     assert list(ex.EXERCISES) == list(names)
     for nb, items in ex.EXERCISES.items():
-        sol = {"00_setup": S0, "01_fgsm_mnist": S1, "02_adversarial_training_mnist": S2}[nb]
+        sol = {"00_setup": S0, "01_fgsm_mnist": S1, "02_adversarial_training_mnist": S2,
+               "04_trades_mart_cifar10": S4}[nb]
         assert [e.function for e in items] == names[nb]
         for e in items:
             assert e.statement.strip().startswith("### Exercise") and "$" in e.statement

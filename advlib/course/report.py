@@ -239,7 +239,8 @@ def comparisons(notebooks: list[dict], profile: str) -> tuple[list[dict], list[s
                 continue
             rows = t.get("rows") or {}
             for rname, meta in t["rows_meta"].items():
-                matches = reference.match(t["data"]["dataset"], meta.get("model"), meta.get("method"))
+                matches = reference.match(t["data"]["dataset"], meta.get("model"), meta.get("method"),
+                                          meta.get("checkpoint"))
                 if matches and rname in rows:
                     found.append({"notebook": nb["name"], "table": tname, "row": rname, "method": meta.get("method"),
                                   "data": t["data"]["label"], "profile": m.get("profile", profile),

@@ -1,16 +1,15 @@
 """Exercises of notebook 02_adversarial_training_mnist: one PGD step, the loss of adversarial data
-augmentation, the TRADES objective."""
+augmentation."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .. import attacks, losses
 from .cells import Exercise
 from .harness import (TOL, Watch, agrees, attack_output, call, ce, check_loss, exercise, feasibility_issues,
                       fixed_model, images, input_grad, labels, on_batchnorm_model, reliable, same, value_range)
 
-__all__ = ["check_pgd_step", "check_weighted_fgsm_loss", "check_trades_loss", "NOTEBOOK", "EXERCISES"]
+__all__ = ["check_pgd_step", "check_weighted_fgsm_loss", "NOTEBOOK", "EXERCISES"]
 
 
 def _pgd_cases():
@@ -175,74 +174,6 @@ def check_weighted_fgsm_loss(fn):
                       "example itself is detached."), []
 
 
-def _trades_cases() -> list[dict]:
-    x, y = images(4, seed=11), labels(4, seed=11)
-    g = torch.Generator().manual_seed(12)
-    x_adv = (x + 0.3 * (torch.rand(x.shape, generator=g) * 2 - 1).sign()).clamp(0, 1)
-    return [dict(x=x, x_adv=x_adv, y=y, beta=6.0), dict(x=x, x_adv=x_adv, y=y, beta=2.5)]
-
-
-def _trades_reference(model, x, x_adv, y, beta) -> torch.Tensor:
-    """TRADES' objective for a given x_adv, with the library's KL term: advlib.attacks.objective('kl'), the
-    per-sample KL(softmax f(x) ‖ softmax f(x_adv)) that TRADES' attack maximises, averaged over the batch
-    (the batchmean KL of the training method trades)."""
-    logits_clean, logits_adv = model(x), model(x_adv)
-    kl = attacks.objective("kl", target=F.softmax(logits_clean, 1))(logits_adv, y).mean()
-    return F.cross_entropy(logits_clean, y) + beta * kl
-
-
-def _trades_mistakes(v, expected, model, x, x_adv, y, beta) -> tuple[list, str]:
-    """(value of a typical mistake, its diagnosis) pairs, and the message for any other wrong value."""
-    with torch.no_grad():
-        lc, la = model(x), model(x_adv)
-        ce_c, ce_a = F.cross_entropy(lc, y).item(), F.cross_entropy(la, y).item()
-        per = F.kl_div(F.log_softmax(la, 1), F.softmax(lc, 1), reduction="none")
-        per_rev = F.kl_div(F.log_softmax(lc, 1), F.softmax(la, 1), reduction="none")
-        kl = per.sum(1).mean().item()
-        kl_rev = per_rev.sum(1).mean().item()
-        kl_sum, kl_elem = per.sum().item(), per.mean().item()
-        kl_noLog = F.kl_div(F.softmax(la, 1), F.softmax(lc, 1), reduction="batchmean").item()
-    n = len(y)
-    variants = [
-        (ce_c + beta * kl_rev, "You swapped the direction of the KL divergence: TRADES uses "
-         "KL(p(x) ‖ p(x_adv)), the clean prediction as the target. `F.kl_div(input, target)` computes "
-         "KL(target ‖ input) and wants log-probabilities as input. Hint: "
-         "`F.kl_div(F.log_softmax(model(x_adv), 1), F.softmax(model(x), 1), reduction='batchmean')`."),
-        (ce_c + kl, f"Your KL term is not multiplied by β (here β = {beta}). Hint: `ce + beta * kl`."),
-        (beta * ce_c + kl, f"You multiplied the cross-entropy by β instead of the KL term. Hint: "
-         f"`ce + beta * kl`."),
-        (ce_a + beta * kl, "Your cross-entropy is on the adversarial inputs; TRADES puts the cross-entropy on "
-         "the clean inputs (accuracy) and lets the KL term handle x_adv (robustness). Hint: "
-         "`F.cross_entropy(model(x), y)`."),
-        (ce_c + beta * kl_sum, f"Your KL term is summed over the batch (reduction='sum'), so it grows "
-         f"with the batch size ({n}× too large here). Hint: `reduction='batchmean'` (the sum divided by "
-         f"the batch size, as in the TRADES code)."),
-        (ce_c + beta * kl_elem, "Your KL term uses reduction='mean', which also averages over the 10 "
-         "classes (10× too small). Hint: `reduction='batchmean'`."),
-        (ce_c + beta * kl_noLog, "`F.kl_div` expects log-probabilities as its first argument; you passed "
-         "probabilities. Hint: `F.kl_div(F.log_softmax(model(x_adv), 1), F.softmax(model(x), 1), "
-         "reduction='batchmean')`."),
-        (ce_a + beta * kl_rev, "Your cross-entropy is on x_adv and your KL divergence is reversed: TRADES "
-         "is CE(f(x), y) + β·KL(p(x) ‖ p(x_adv)). Hint: `F.kl_div(F.log_softmax(model(x_adv), 1), "
-         "F.softmax(model(x), 1), reduction='batchmean')`."),
-    ]
-    return variants, (f"Your loss is {v:.5g}; the expected value here is {expected:.5g} (clean cross-entropy "
-                      f"{ce_c:.4g}, KL(p(x) ‖ p(x_adv)) = {kl:.4g}, β = {beta}). Hint: "
-                      f"`F.cross_entropy(model(x), y) + beta * F.kl_div(F.log_softmax(model(x_adv), 1), "
-                      f"F.softmax(model(x), 1), reduction='batchmean')`.")
-
-
-@exercise("CE(f(x), y) + β·KL(softmax f(x) ‖ softmax f(x_adv)) with batchmean reduction, as in "
-          "the training method trades of advlib.losses and the TRADES code.")
-def check_trades_loss(fn):
-    """``fn(model, x, x_adv, y, beta)`` must return CE(f(x), y) + beta * KL(p(x) || p(x_adv)), batchmean,
-    and leave the model's mode as it found it."""
-    return check_loss(fn, _trades_cases(), _trades_reference, _trades_mistakes,
-                      "Your loss has the right value but the wrong gradients: in TRADES the gradient flows through "
-                      "both predictions in the KL term, the clean one too. Hint: do not `.detach()` (or compute "
-                      "under `torch.no_grad()`) `model(x)` or `model(x_adv)` inside the loss."), []
-
-
 # --------------------------------------------------------------------------- the notebook's exercise cells
 
 NOTEBOOK = "02_adversarial_training_mnist"
@@ -284,25 +215,6 @@ import torch.nn.functional as F
 def weighted_fgsm_loss(model, x, y, eps, mix):
     """Return (1 - mix) * CE(model(x), y) + mix * CE(model(x_fgsm), y), a scalar tensor."""
     # Your code here: build the FGSM example (detached), then combine the two cross-entropies.
-    raise NotImplementedError
-'''),
-    Exercise(check_trades_loss, "trades_loss", statement=r"""
-### Exercise 3: the TRADES objective
-
-TRADES (Zhang et al. 2019) trades clean accuracy against robustness with
-
-$$\mathcal{L}(\theta) = \mathrm{CE}\big(f(x), y\big) + \beta\, \frac{1}{n}\sum_{k=1}^{n} \mathrm{KL}\Big(\mathrm{softmax} f(x^{(k)}) \,\Big\|\, \mathrm{softmax} f(x_{adv}^{(k)})\Big),$$
-
-the cross-entropy on the **clean** inputs plus $\beta$ times the KL divergence from the clean prediction to the prediction on the adversarial input, summed over classes and averaged over the batch (`reduction='batchmean'`, as in the TRADES code). Write `trades_loss(model, x, x_adv, y, beta)` that returns it as a scalar tensor.
-
-*Hints.* `F.kl_div(input, target)` computes $\mathrm{KL}(\text{target} \,\|\, \cdot)$ and wants **log**-probabilities as `input`: `F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits_clean, 1), reduction='batchmean')`. Let the gradient flow through both predictions (no `.detach()`).
-""", starter=r'''
-import torch
-import torch.nn.functional as F
-
-def trades_loss(model, x, x_adv, y, beta):
-    """Return CE(model(x), y) + beta * KL(softmax model(x) || softmax model(x_adv)), batchmean."""
-    # Your code here.
     raise NotImplementedError
 '''),
 )

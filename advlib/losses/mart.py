@@ -8,9 +8,15 @@ from . import Context, register
 @register("mart", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode", "beta"))
 def mart(ctx: Context):
     r"""MART (Wang et al. 2020): boosted CE on x' plus :math:`\beta\,KL(f(x)\|f(x'))` weighted by
-    :math:`1 - p_y(x)` (misclassification-aware); x' from CE PGD with step 0.25·ε."""
+    :math:`1 - p_y(x)` (misclassification-aware); x' from CE PGD started at x + 0.001·N(0, 1) with step
+    0.25·ε unless ``cfg.alpha`` is set (MART ``mart.py`` l.20-29: the official code starts from a tiny
+    Gaussian, not uniformly in the ball, and uses 10 steps of 0.007 at ε = 0.031).
+
+    Reductions as in the official code: the boosted CE is a batch mean; the KL is summed over classes,
+    weighted per sample by :math:`1 - p_y(x)` and averaged over the batch (``mart.py`` l.54-55); neither
+    the natural probabilities nor the weight is detached."""
     y = ctx.y
-    x_adv = ctx.pgd(alpha=ctx.step_size(0.25), random_start=True) if ctx.eps > 0 else ctx.x
+    x_adv = ctx.pgd(alpha=ctx.step_size(0.25), random_start="normal") if ctx.eps > 0 else ctx.x
     logits_clean, logits_adv = ctx.model(ctx.x), ctx.model(x_adv)
     p_adv = F.softmax(logits_adv, 1)
     top2 = p_adv.topk(2, 1).indices

@@ -7,7 +7,12 @@ from . import Context, register
 @register("trades", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode", "beta"))
 def trades(ctx: Context):
     r"""TRADES (Zhang et al. 2019): :math:`CE(f(x), y) + \beta\,KL(f(x)\,\|\,f(x'))`, with x' from
-    PGD on the KL term (started at x + 0.001·N(0, 1), step 0.25·ε unless ``cfg.alpha`` is set)."""
+    PGD on the KL term (started at x + 0.001·N(0, 1), step 0.25·ε unless ``cfg.alpha`` is set).
+
+    As in the official code (yaodongyu/TRADES ``trades.py``): x' is crafted in ``cfg.attack_mode`` (the
+    code: eval mode, l.28) from x + 0.001·N(0, 1) (l.31); the outer KL is summed and divided by the
+    batch size (l.81-82, ``batchmean``), with gradients through both the clean and the adversarial
+    prediction (nothing detached)."""
     logits_clean = ctx.model(ctx.x)
     if ctx.eps > 0:
         x_adv = ctx.pgd(alpha=ctx.step_size(0.25), random_start=True, loss="kl")
