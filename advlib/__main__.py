@@ -39,6 +39,8 @@ TRAIN_HELP = {
     "train_samples": "train on the first N training images only (default: all of them)",
     "holdout": "training images held out for the per-epoch evaluation",
     "augment": "random crop + horizontal flip (default: on for CIFAR-10, off for MNIST)",
+    "augment_crop": "with augment: random crops too (off: flips only, so a distillation teacher's soft labels are "
+                    "computed once per image and flip and cached)",
     "epochs": "training epochs, may be fractional",
     "batch_size": "images per training step",
     "optimizer": "optimiser: " + " | ".join(OPTIMIZERS),

@@ -12,7 +12,7 @@ white-box attacks doing worse than they should, randomness, or attacks that have
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from . import stats
 
@@ -96,6 +96,21 @@ def pgd_vs_autoattack(best_pgd: float, aa: float, n: int, pgd_name: str = "PGD")
                 "PGD with cross-entropy overestimates robustness here: gradient masking or a badly scaled loss.",
                 "report AutoAttack, not PGD; look for the cause (loss landscape along the gradient, "
                 "PGD on the CW margin, Square's share of the broken points).")
+
+
+def pgd_vs_other_attacks(ce_pgd: float, others: float, n: int, pgd_name: str = "PGD",
+                         other_names: Sequence[str] = ()) -> Flag:
+    """PGD on the cross-entropy should not leave far more images correct than the other attacks together
+    (per image: the worst case over them). A large gap is what a saturated softmax (scaled logits) or
+    masked cross-entropy gradients look like, even where another attack in the table already breaks the model."""
+    raised = _beyond_noise(ce_pgd, others, n, margin=0.02)
+    names = ", ".join(other_names) or "the other attacks"
+    return Flag("cross-entropy PGD close to the other attacks", raised,
+                f"{pgd_name}: {_pct(ce_pgd)}, worst case over {names}: {_pct(others)} ({n} images)",
+                "The cross-entropy's gradient vanishes or misleads (a saturated softmax, e.g. scaled logits, or "
+                "gradient masking): attacks on other objectives find what PGD on the cross-entropy misses.",
+                "report the worst case over all attacks and AutoAttack; attack a scale-free loss (the CW margin, "
+                "AutoAttack's DLR); look for the cause before trusting any cross-entropy number.")
 
 
 def converged(acc: float, acc_more: float, n: int, what: str = "PGD") -> Flag:

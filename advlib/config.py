@@ -62,6 +62,7 @@ class TrainConfig:
     train_samples: Optional[int] = None  # use only the first N training images (CPU budgets)
     holdout: int = 1000  # images held out of the training set for per-epoch evaluation
     augment: Optional[bool] = None  # crop + flip; default: on for CIFAR-10
+    augment_crop: bool = True  # with augment: random crops too (False: flips only, so a teacher's output is cached)
     # optimisation
     epochs: float = 10
     batch_size: int = 128

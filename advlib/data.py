@@ -160,9 +160,10 @@ class Dataset:
         return d.x.to(device).float().div_(255), d.y.to(device)
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False,
-               drop_last: bool = False, device="cpu", rank: int = 0, world_size: int = 1) -> "BatchLoader":
+               drop_last: bool = False, device="cpu", rank: int = 0, world_size: int = 1,
+               crop: bool = True) -> "BatchLoader":
         return BatchLoader(self, batch_size, shuffle=shuffle, seed=seed, augment=augment,
-                           drop_last=drop_last, device=device, rank=rank, world_size=world_size)
+                           drop_last=drop_last, device=device, rank=rank, world_size=world_size, crop=crop)
 
 
 class BatchLoader:
@@ -173,16 +174,17 @@ class BatchLoader:
     the ranks' batches of one step together are exactly the single-process batch of ``batch_size *
     world_size`` images of that step.
     ``augment=True`` applies the CIFAR recipe (random crop with 4-pixel zero padding and a
-    horizontal flip) on whole batches.
+    horizontal flip) on whole batches; with ``crop=False`` only the flip (each image then comes in two
+    versions only, so a distillation teacher's output on it can be cached: :mod:`advlib.teacher`).
     """
 
     def __init__(self, data: Dataset, batch_size: int, shuffle=False, seed=0, augment=False,
-                 drop_last=False, device="cpu", rank=0, world_size=1):
+                 drop_last=False, device="cpu", rank=0, world_size=1, crop=True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
         self.augment, self.drop_last, self.device = augment, drop_last, torch.device(device)
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.rank, self.world_size, self.epoch, self.crop = rank, world_size, 0, crop
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -216,13 +218,18 @@ class BatchLoader:
             j = idx[b * self.batch_size:(b + 1) * self.batch_size]
             x = self.data.x[j]
             if self.augment:
-                x = _crop_flip(x, g)
+                x = _crop_flip(x, g, pad=4 if self.crop else 0)
             yield (x.to(self.device, non_blocking=True).float().div_(255),
                    self.data.y[j].to(self.device, non_blocking=True))
 
 
 def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     n, c, h, w = x.shape
+    if pad == 0:  # flips only
+        out = x.clone()
+        flip = torch.rand(n, generator=g) < 0.5
+        out[flip] = out[flip].flip(-1)
+        return out
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
@@ -447,7 +454,10 @@ def _download(name: str, roots: list[Path], train: bool) -> Optional[Dataset]:
         return None
     import torchvision
 
-    target = _writable_root(roots)
+    # never into a folder named by ADVLIB_DATA: that is where a machine keeps (often shared) copies to read
+    shared = {Path(e.strip()).expanduser().resolve() for e in os.environ.get("ADVLIB_DATA", "").split(os.pathsep)
+              if e.strip()}
+    target = _writable_root([r for r in roots if r not in shared])
     if target is None:
         return None
     cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[name]

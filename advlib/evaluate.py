@@ -395,6 +395,13 @@ def _sanity_checks(model, x, y, specs, clean, masks, result, batch_size, n_check
     noise = correct_mask(model, x[:m], y[:m], parse_attack("noise", eps), batch_size)
     flags.append(checks.fgsm_vs_noise(fgsm.float().mean().item(), noise.float().mean().item(), m))
     flags.append(checks.label_leaking(fgsm.float().mean().item(), clean[:m].float().mean().item(), m))
+    # cross-entropy PGD against the worst case over the other attacks, on the images all of them saw
+    others = [s.name for s in specs if s.kind not in ("noise",) and s.name != ref.name and s.name in masks]
+    if ref.name in masks and others:
+        common = min(len(masks[ref.name]), *(len(masks[o]) for o in others))
+        worst = torch.stack([masks[o][:common] for o in others]).all(0)
+        flags.append(checks.pgd_vs_other_attacks(masks[ref.name][:common].float().mean().item(),
+                                                 worst.float().mean().item(), common, ref.name, others))
     # the strongest PGD against AutoAttack, on the images both saw
     for s in specs:
         if s.kind != "aa":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
@@ -114,6 +115,31 @@ _LIST += [Recipe(f"cifar_s_trades_beta{b:g}", f"TRADES β={b:g} (10k images)", {
                  "notebook 04's β sweep: clean vs robust accuracy, one point per β")
           for b in (0.5, 2, 6)]
 
+# Notebook 05: seven students of one small net on one budget (notebook 04's: 3 attack steps of 2.5·ε/3,
+# 5 epochs), flips but no random crops, so that the teacher's soft labels are computed once per image and
+# flip and cached (advlib.teacher); the teacher (TrainConfig.teacher) is named by the notebook or the
+# command line, in the cpu profile notebook 03's SAT model (recipe cifar_sat).
+_DISTIL = {**_FAMILY, "augment_crop": False}
+_LIST += [
+    Recipe("cifar_d_natural", "Natural", {**_DISTIL, "method": "standard"},
+           "the non-robust student (the RSLAD table's Natural row)"),
+    Recipe("cifar_d_sat", "SAT", {**_DISTIL, "method": "pgd"}, "Madry et al. 2018: CE at the PGD example"),
+    Recipe("cifar_d_trades", "TRADES", {**_DISTIL, "method": "trades", "beta": 6.0}, "Zhang et al. 2019, β = 6"),
+    Recipe("cifar_d_mart", "MART", {**_DISTIL, "method": "mart", "beta": 6.0}, "Wang et al. 2020, β = 6"),
+    Recipe("cifar_d_ard", "ARD", {**_DISTIL, "method": "ard", "attack_mode": "train", "params": {"tau": 30.0, "kd_weight": 1.0}},
+           "Goldblum et al. 2020 (AdversariallyRobustDistillation main.py l.23, l.26, l.118): τ = 30, pure KL, the "
+           "attack crafted with the student in training mode"),
+    Recipe("cifar_d_iad", "IAD", {**_DISTIL, "method": "iad", "attack_mode": "train",
+                                   "params": {"tau": 1.0, "trust_power": 0.1, "begin_epochs": 1.5}},
+           "Zhu et al. 2022 (IAD IAD-I.py l.26, l.34-35, l.159): τ = 1, β = 0.1, the introspection starting 30% "
+           "into training (the code: epoch 60 of 200), the attack crafted in training mode"),
+    Recipe("cifar_d_rslad", "RSLAD", {**_DISTIL, "method": "rslad", "attack_mode": "eval"},
+           "Zi et al. 2021 (RSLAD rslad_loss.py l.36-51, resnet18_rslad_cifar10.py l.53-63): KL attack from "
+           "x + 0.001·N(0, 1) in eval mode, loss 5/6·KL(adv) + 1/6·KL(nat) towards the teacher's clean soft labels"),
+]
+DISTILLATION_STUDENTS = ("cifar_d_natural", "cifar_d_sat", "cifar_d_trades", "cifar_d_mart", "cifar_d_ard",
+                         "cifar_d_iad", "cifar_d_rslad")
+
 # The papers' settings (gpu profile), with the file and line they come from.
 _GPU = dict(dataset="cifar10", eps=CIFAR_EPS, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
             schedule="multistep", precision="fp32", channels_last=False, eval_samples=1000, eval_steps=20,
@@ -142,6 +168,27 @@ _LIST += [
            "YisenWang/MART train_wideresnet.py l.21-42 (batch 128, 90 epochs, weight decay 7e-4, lr 0.1, epsilon "
            "0.031, 10 steps of 0.007, beta 6) and l.109-119 (lr x0.1 from epoch 75, x0.01 from epoch 90); mart.py "
            "l.17 (eval mode while crafting), l.20 (start x + 0.001·N(0,1)), l.25 (CE inner loss), l.48, l.54-55"),
+]
+# The distillation papers' settings: a ResNet-18 student (the RSLAD table), a WRN-34-10 TRADES teacher
+# (cifar_trades_gpu, or the RSLAD authors' checkpoint by path), 10 attack steps of 2/255.
+_DISTIL_GPU = {**_GPU, "model": "resnet18", "eps": CIFAR_EPS, "steps": 10, "alpha": 2 / 255, "weight_decay": 2e-4}
+_LIST += [
+    Recipe("cifar_rslad_gpu", "RSLAD (ResNet-18 student)",
+           {**_DISTIL_GPU, "method": "rslad", "attack_mode": "eval", "epochs": 300,
+            "milestones": (215 / 300, 260 / 300, 285 / 300)},
+           "zibojia/RSLAD resnet18_rslad_cifar10.py l.14-16 (300 epochs, batch 128, ε 8/255), l.37 (SGD 0.1, "
+           "momentum 0.9, weight decay 2e-4), l.56 (10 steps of 2/255), l.81-83 (lr x0.1 after epochs 215, 260, 285)"),
+    Recipe("cifar_ard_gpu", "ARD (ResNet-18 student)",
+           {**_DISTIL_GPU, "method": "ard", "attack_mode": "train", "epochs": 200, "milestones": (0.5,),
+            "params": {"tau": 30.0, "kd_weight": 1.0}},
+           "goldblum/AdversariallyRobustDistillation main.py l.15-26 (lr 0.1, 200 epochs, τ 30, α 1), l.100-104 "
+           "(10 steps of 2/255), l.168 (weight decay 2e-4); l.32-36: adjust_learning_rate always starts from the "
+           "initial rate, so the decay 'at 150' sets 0.01 again: one decay at epoch 100, as the code runs"),
+    Recipe("cifar_iad_gpu", "IAD-I (ResNet-18 student)",
+           {**_DISTIL_GPU, "method": "iad", "attack_mode": "train", "epochs": 200, "milestones": (0.5,),
+            "params": {"tau": 1.0, "kd_weight": 1.0, "trust_power": 0.1, "begin_epochs": 60.0}},
+           "ZFancy/IAD IAD-I.py l.18-35 (lr 0.1, 200 epochs, τ 1, β 0.1, begin 60), l.135-139 (10 steps of 2/255), "
+           "l.224 (weight decay 2e-4); l.49-53 has ARD's learning-rate helper: one decay at epoch 100"),
 ]
 RECIPES: dict[str, Recipe] = {r.name: r for r in _LIST}
 
@@ -177,6 +224,8 @@ def table(configs: dict[str, TrainConfig]) -> str:
 
     keys = list(TABLE_KEYS)
     keys += [k for k in ("params", "teacher") if any(getattr(c, k) for c in configs.values())]
+    if len({c.attack_mode for c in configs.values()}) > 1:
+        keys.insert(keys.index("alpha") + 1, "attack_mode")  # where it differs between runs (ARD/IAD: train)
     if any(c.precision != "fp32" or c.channels_last for c in configs.values()):
         keys += ["precision", "channels_last"]  # the speed levers, when a run uses one
 
@@ -187,9 +236,13 @@ def table(configs: dict[str, TrainConfig]) -> str:
         method = losses.get_method(c.method)
         if k == "params":
             return ", ".join(f"{p}={fmt(c.param(p))}" for p in method.params) or "–"
+        if k == "teacher" and not method.teacher:
+            return "–"
         if k not in _ALWAYS and k not in ("teacher", "precision", "channels_last") and k not in method.uses:
             return "–"
         v = getattr(c, k)
+        if k == "teacher" and v:
+            return "…/" + "/".join(Path(v).parts[-3:])  # the run folder of the teacher, not the whole path
         return "default" if (k == "alpha" and v is None) else fmt(v)
 
     return tables.markdown(["run", *keys], ([name, *(cell(c, k) for k in keys)] for name, c in configs.items()))

@@ -209,6 +209,11 @@ class Run:
         self.table(name, rows, list(columns_meta), note, units="fraction", rows_meta=rows_meta,
                    columns_meta=columns_meta,
                    data={"dataset": first["dataset"], "label": first["data"], "origin": first["data_origin"]})
+        # the sanity checks of each row (the report lists the raised flags; notebook 06 reads them)
+        flagged = {row: {"flags": r["flags"]} for row, r in results.items() if r.get("flags")}
+        if flagged:
+            self.data.setdefault("evaluation", {}).update(utils.to_jsonable(flagged))
+            self.save()
         return rows
 
     def curve(self, name: str, x: Sequence[float], series: dict[str, Sequence[float]], x_label: str = "eps",

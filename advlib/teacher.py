@@ -2,10 +2,16 @@
 
 :class:`Teacher` wraps a trained classifier so that a training method can ask for its logits or
 its (temperature-scaled) soft labels on a batch without ever training it, changing its batch-norm
-statistics or building a graph through it. With ``cache=True`` it remembers its output per image:
-a teacher's forward pass is often the costliest part of a distillation step on a CPU, and the
-same training image (with the same augmentation, e.g. no crop and no flip) comes back every epoch.
-Images are recognised by a digest of their pixels, so a cached entry is only reused for the very same input.
+statistics or building a graph through it.
+
+**Soft-label cache.** A teacher's forward pass is often the costliest part of a distillation step on
+a CPU, and with a finite set of augmentations (none, or flips only: ``TrainConfig.augment_crop=False``)
+the same training image comes back every epoch. With ``cache=True`` the teacher remembers its output
+per image, recognised by a 128-bit digest of its pixels, so an entry is only reused for the very same
+input (a flipped image is another entry). With ``cache_path`` the cache is also kept on disk
+(:meth:`Teacher.save_cache`, read back on load), keyed on the teacher's weights: the students of one
+notebook that share a teacher pay for its forward passes once. Outputs on inputs that differ every time
+(adversarial examples) bypass the cache: ``logits(x, cached=False)``.
 """
 from __future__ import annotations
 
@@ -19,11 +25,23 @@ import torch.nn.functional as F
 
 from . import attacks
 
+CACHE_FORMAT = "advlib-teacher-cache-v1"
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short digest of a model's weights and buffers (the key of its soft-label cache)."""
+    h = hashlib.blake2b(digest_size=8)
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
 
 class Teacher:
     """A frozen classifier: ``logits(x)`` and ``probs(x, tau)`` without gradients, always in eval mode."""
 
-    def __init__(self, model: nn.Module, cache: bool = False, source: str = "given model"):
+    def __init__(self, model: nn.Module, cache: bool = False, source: str = "given model",
+                 cache_path: Optional[Union[str, Path]] = None):
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -31,19 +49,31 @@ class Teacher:
         self.source = source
         self._store: dict[bytes, torch.Tensor] = {}
         self.hits = self.misses = 0
+        self.cache_path = Path(cache_path) if (cache and cache_path) else None
+        self._saved = 0
+        self.digest = f"{getattr(model, 'name', type(model).__name__)}-{weights_digest(model)}"
+        if self.cache_path is not None:
+            self._load_cache()
 
     @classmethod
-    def load(cls, path: Union[str, Path], dataset: Optional[str] = None, device="cpu", cache: bool = False
-             ) -> "Teacher":
-        """The model of an advlib checkpoint, refused (with what to do) when it is for another dataset."""
+    def load(cls, path: Union[str, Path], dataset: Optional[str] = None, device="cpu", cache: bool = False,
+             cache_dir: Optional[Union[str, Path]] = None, model_name: Optional[str] = None) -> "Teacher":
+        """The model of an advlib checkpoint, refused (with what to do) when it is for another dataset or,
+        with ``model_name``, another architecture. With ``cache`` and ``cache_dir``, the soft-label cache
+        lives in ``cache_dir/<architecture>-<weights digest>.pt``. A checkpoint from other code: convert it
+        with :func:`advlib.zoo.save_as_checkpoint`."""
         from . import models, train
 
-        model = train.load_model(path, device=device)
+        model = train.load_model(path, model_name=model_name, device=device)
         if dataset is not None and models.model_dataset(model.name) != dataset:
             raise ValueError(f"The teacher {path} is a {model.name!r} model for "
                              f"{models.model_dataset(model.name)}, not {dataset}: pass the checkpoint of a "
                              f"{dataset} model.")
-        return cls(model, cache=cache, source=str(path))
+        teacher = cls(model, cache=cache, source=str(path))
+        if cache and cache_dir:
+            teacher.cache_path = Path(cache_dir) / f"{teacher.digest}.pt"
+            teacher._load_cache()
+        return teacher
 
     @staticmethod
     def _keys(x: torch.Tensor) -> list[bytes]:
@@ -51,22 +81,53 @@ class Teacher:
         flat = x.detach().to("cpu", torch.float32).reshape(len(x), -1).contiguous().numpy()
         return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with attacks.model_mode(self.model, "eval"):
+            return self.model(x).float()
+
     @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.cache:
-            with attacks.model_mode(self.model, "eval"):
-                return self.model(x)
+    def logits(self, x: torch.Tensor, cached: bool = True) -> torch.Tensor:
+        """The teacher's logits (float32); ``cached=False`` for inputs that never come back."""
+        if not (self.cache and cached):
+            return self._forward(x)
         keys = self._keys(x)
         missing = [i for i, k in enumerate(keys) if k not in self._store]
         if missing:
-            with attacks.model_mode(self.model, "eval"):
-                out = self.model(x[missing])
+            out = self._forward(x[missing]).cpu()
             for i, row in zip(missing, out):
                 self._store[keys[i]] = row.clone()
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         return torch.stack([self._store[k] for k in keys]).to(x.device)
 
-    def probs(self, x: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    def probs(self, x: torch.Tensor, tau: float = 1.0, cached: bool = True) -> torch.Tensor:
         """Soft labels: ``softmax(logits / tau)``."""
-        return F.softmax(self.logits(x) / tau, dim=1)
+        return F.softmax(self.logits(x, cached) / tau, dim=1)
+
+    # ------------------------------------------------------------------ the cache on disk
+
+    def _load_cache(self) -> None:
+        if not self.cache_path.exists():
+            return
+        try:
+            ck = torch.load(self.cache_path, map_location="cpu", weights_only=True)
+            if ck.get("format") != CACHE_FORMAT:
+                raise ValueError("another format")
+        except Exception as err:  # a damaged cache is only lost time: start a new one, say so
+            print(f"Ignoring the teacher cache {self.cache_path} ({type(err).__name__}: {err}); it will be "
+                  "rebuilt.", flush=True)
+            return
+        keys, rows = ck["keys"].numpy(), ck["logits"]
+        self._store = {bytes(k): r for k, r in zip(keys, rows)}
+        self._saved = len(self._store)
+
+    def save_cache(self) -> None:
+        """Write the cache to ``cache_path`` (atomically) if it grew since it was read or last written."""
+        if self.cache_path is None or len(self._store) == self._saved:
+            return
+        from .train import save_checkpoint
+
+        keys = torch.frombuffer(bytearray(b"".join(self._store)), dtype=torch.uint8).reshape(-1, 16)
+        save_checkpoint(self.cache_path, {"format": CACHE_FORMAT, "source": self.source, "keys": keys,
+                                          "logits": torch.stack(list(self._store.values()))})
+        self._saved = len(self._store)

@@ -34,7 +34,8 @@ CHECKPOINT_FORMAT = "advlib-checkpoint-v1"
 
 
 # Fields that may change between an interrupted run and its resumption.
-RESUME_FREE = {"out_dir", "progress", "device", "checkpoint_every", "extra", "eval_samples"}
+RESUME_FREE = {"out_dir", "progress", "device", "checkpoint_every", "extra", "eval_samples", "teacher"}
+# (a teacher is compared by its weights, not by the path it was read from: see ``state["teacher"]``)
 
 
 def lr_factor(cfg: TrainConfig, t: float) -> float:
@@ -169,8 +170,10 @@ def load_state(model: nn.Module, state: dict, source: str = "checkpoint") -> Non
         model.load_state_dict(state)
     except RuntimeError as err:
         name = getattr(model, "name", type(model).__name__)
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = " ".join(lines[1:3])[:300] or lines[0]
         raise ValueError(f"The weights in {source} do not fit a {name!r} model (a checkpoint of another "
-                         f"model?): {str(err).splitlines()[0]}") from None
+                         f"model?): {detail}. Name the architecture the checkpoint was trained as.") from None
 
 
 # --------------------------------------------------------------------------- evaluation during training
@@ -242,28 +245,34 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     # batch_size is the global batch: rank r takes every world-th image of the single-process batch, so
     # the ranks of one step together see exactly the images one process would, in the same steps.
     loader = train_set.loader(cfg.batch_size // world, shuffle=True, seed=cfg.seed, augment=augment, drop_last=True,
-                              device=device, rank=rank, world_size=world)
+                              device=device, rank=rank, world_size=world, crop=cfg.augment_crop)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the training shard ({len(train_set)} images).")
     total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     method = losses.get_method(cfg.method)
-    teacher = (Teacher.load(cfg.teacher, dataset=cfg.dataset, device=device, cache=not augment)
+    # the teacher's outputs are cached when every image comes back in finitely many versions (no random
+    # crops), on disk beside the run so that the runs of one notebook sharing a teacher share its outputs
+    teacher = (Teacher.load(cfg.teacher, dataset=cfg.dataset, device=device,
+                            cache=not (augment and cfg.augment_crop), cache_dir=out.parent / "teacher_cache")
                if method.teacher else None)
     eval_alpha = cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_robust": -1.0,
              "best_epoch": None, "train_seconds": 0.0, "data": f"{train_data.label}, {len(train_data)} images"}
+    if teacher is not None:
+        state["teacher"] = teacher.digest
     last = out / "last.pt"
     ck = load_checkpoint(last, map_location=device) if (resume and last.exists()) else None
-    if ck is not None and resume == "if_same" and _config_diff(cfg, ck, state["data"]):
+    if ck is not None and resume == "if_same" and _config_diff(cfg, ck, state["data"], state.get("teacher")):
         if utils.is_main():
             print(f"The settings or the data changed since {last} was written "
-                  f"({sorted(_config_diff(cfg, ck, state['data']))}): training from scratch.", flush=True)
+                  f"({sorted(_config_diff(cfg, ck, state['data'], state.get('teacher')))}): training from scratch.",
+                  flush=True)
         ck = None
     if ck is not None:
-        _check_resumable(cfg, ck, last, state["data"])
+        _check_resumable(cfg, ck, last, state["data"], state.get("teacher"))
         load_state(model, ck["model"], source=str(last))
         opt.load_state_dict(ck["optimizer"])
         state.update(ck["state"])
@@ -337,11 +346,14 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
                **ev, "train_seconds": state["train_seconds"]}
         state["history"].append(row)
         state["epoch"], state["step_in_epoch"], state["running"] = epoch + 1, 0, (0, 0, 0.0)
-        score = robust if cfg.eps > 0 else clean
+        # best by robust accuracy when the method trains against an attack, else by clean accuracy
+        score = robust if (cfg.eps > 0 and "eps" in method.uses) else clean
         if score > state["best_robust"]:
             state["best_robust"], state["best_epoch"] = score, epoch + 1
             checkpoint(out / "best.pt")
         checkpoint(last)
+        if teacher is not None and utils.is_main():
+            teacher.save_cache()
         write_metrics(final=False)
         if utils.is_main() and cfg.progress:
             rob = f", FGSM {ev['holdout_fgsm']:.1%}, PGD-{cfg.eval_steps} {robust:.1%}" if cfg.eps > 0 else ""
@@ -352,17 +364,19 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     return run_metrics(cfg, state, train_data, True, total_steps)
 
 
-def _config_diff(cfg: TrainConfig, ck: dict, data_desc: str) -> dict:
-    """Settings (and the training data) that differ between ``cfg`` and a checkpoint."""
+def _config_diff(cfg: TrainConfig, ck: dict, data_desc: str, teacher: Optional[str] = None) -> dict:
+    """Settings (and the training data, and the teacher's weights) that differ between ``cfg`` and a checkpoint."""
     old = {**TrainConfig().to_dict(), **ck.get("config", {})}  # fields added since the checkpoint: defaults
     diff = {k: (old.get(k), v) for k, v in cfg.to_dict().items() if k not in RESUME_FREE and old.get(k) != v}
     if ck.get("state", {}).get("data") != data_desc:
         diff["data"] = (ck.get("state", {}).get("data"), data_desc)
+    if ck.get("state", {}).get("teacher") != teacher:
+        diff["teacher"] = (ck.get("state", {}).get("teacher"), teacher)
     return diff
 
 
-def _check_resumable(cfg: TrainConfig, ck: dict, path: Path, data_desc: str) -> None:
-    diff = _config_diff(cfg, ck, data_desc)
+def _check_resumable(cfg: TrainConfig, ck: dict, path: Path, data_desc: str, teacher: Optional[str] = None) -> None:
+    diff = _config_diff(cfg, ck, data_desc, teacher)
     if diff:
         raise ValueError(f"{path} was written by a run with other settings {diff} (old, new). "
                          "Resume with the same settings, choose another out_dir, or start over: resume=False "
@@ -374,7 +388,9 @@ def run_metrics(cfg: TrainConfig, state: dict, train_data: data_mod.Dataset, fin
     return utils.to_jsonable({
         "kind": "train", "complete": final and state["global_step"] >= total_steps,
         "config": cfg.to_dict(), "data": train_data.label, "data_origin": train_data.origin,
+        **({"teacher": {"path": cfg.teacher, "weights": state["teacher"]}} if state.get("teacher") else {}),
         "epochs_done": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
-        "best_epoch": state["best_epoch"], "best_holdout_pgd" if cfg.eps > 0 else "best_holdout_clean":
+        "best_epoch": state["best_epoch"],
+        "best_holdout_pgd" if (cfg.eps > 0 and "eps" in losses.get_method(cfg.method).uses) else "best_holdout_clean":
             state["best_robust"], "final": hist[-1] if hist else None, "history": hist,
     })

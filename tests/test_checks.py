@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from advlib import checks
 
@@ -49,3 +50,40 @@ def test_the_report_lists_raised_flags():
     assert table[2][0][:2] == ["FGSM-RS", "PGD close to AutoAttack"] and "1 of 3" in table[3]
     assert "All 1 sanity checks" in report.flag_blocks({"PGD": {"flags": [ok]}})[1][1]
     assert report.flag_blocks({}) == []
+
+
+def test_pgd_vs_other_attacks_threshold():
+    assert checks.pgd_vs_other_attacks(0.85, 0.0, 200, "PGD-20", ["CW∞-20"]).raised
+    assert not checks.pgd_vs_other_attacks(0.40, 0.33, 100, "PGD-20", ["AutoAttack"]).raised  # ±9 points each
+    assert checks.pgd_vs_other_attacks(0.40, 0.33, 2000).raised
+
+
+def test_scaled_logits_are_caught_by_the_checks(trained_mnist, mnist_sample):
+    """Notebook 06's first masked model: the same predictions, a saturated softmax. PGD on the cross-entropy
+    stands still, the CW margin does not, and the check comparing them raises its flag; the honest model
+    raises none."""
+    from advlib import evaluate, masking
+
+    test = mnist_sample[1]
+    flags = {}
+    for name, model in (("plain", trained_mnist), ("scaled", masking.ScaledLogits(trained_mnist, 1e4))):
+        res = evaluate.evaluate(model, test, ["pgd-20", "cw-20"], eps=0.3, alpha=0.03, n=200, progress=False,
+                                n_checks=100)
+        flags[name] = {f["name"]: f["raised"] for f in res["flags"]}
+        flags[name + "_acc"] = (res["robust"]["PGD-20"], res["robust"]["CW∞-20"])
+    key = "cross-entropy PGD close to the other attacks"
+    assert flags["scaled"][key] and not flags["plain"][key], flags
+    assert flags["scaled_acc"][0] > flags["scaled_acc"][1] + 0.3, flags
+
+
+def test_quantized_input_has_no_gradient(trained_mnist, mnist_sample):
+    from advlib import attacks, masking
+
+    x, y = mnist_sample[1].tensors(32)
+    q = masking.QuantizedInput(trained_mnist, 16)
+    g, _, _ = attacks.input_gradient(q, x, y)
+    assert torch.count_nonzero(g) == 0
+    with torch.no_grad():
+        assert (q(x).argmax(1) == trained_mnist(x).argmax(1)).float().mean() > 0.9
+    with pytest.raises(ValueError, match="levels"):
+        masking.QuantizedInput(trained_mnist, 1)

@@ -119,7 +119,13 @@ def test_rslad_columns_without_autoattack(trained_mnist, mnist_sample):
 def test_the_cifar_recipes_name_real_settings():
     for name in recipes.RECIPES:
         cfg = recipes.config(name)
+        if losses.get_method(cfg.method).teacher:  # a distillation recipe names its teacher when it is run
+            with pytest.raises(ValueError, match="distils from a teacher"):
+                cfg.validate()
+            cfg = cfg.replace(teacher="runs/teacher/last.pt")
         cfg.validate()
+    assert recipes.config("cifar_rslad_gpu").milestones == (215 / 300, 260 / 300, 285 / 300)
+    assert recipes.config("cifar_ard_gpu").milestones == (0.5,)  # the official helper's one decay
     sat = recipes.config("cifar_sat")
     assert (sat.model, sat.precision, sat.channels_last, sat.steps) == ("airbench_m", "bf16", True, 2)
     assert recipes.config("cifar_trades_gpu").milestones == (74 / 76,)

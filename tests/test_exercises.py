@@ -25,6 +25,7 @@ def _load(name):
 
 S0, S1, S2 = _load("00_setup"), _load("01_fgsm_mnist"), _load("02_adversarial_training_mnist")
 S4 = _load("04_trades_mart_cifar10")
+S5 = _load("05_rslad_distillation_cifar10")
 
 
 def run(check, fn, capsys):
@@ -54,6 +55,7 @@ CHECKS = [
     (ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
     (ex.check_trades_loss, S4.trades_loss),
     (ex.check_mart_loss, S4.mart_loss),
+    (ex.check_rslad_loss, S5.rslad_loss),
 ]
 
 
@@ -714,7 +716,8 @@ def test_attack_that_does_not_restore_the_mode(check, answer, capsys):
 
 @pytest.mark.parametrize("check,answer", [(ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
                                           (ex.check_trades_loss, S4.trades_loss),
-                                          (ex.check_mart_loss, S4.mart_loss)], ids=["weighted", "trades", "mart"])
+                                          (ex.check_mart_loss, S4.mart_loss),
+                                          (ex.check_rslad_loss, S5.rslad_loss)], ids=["weighted", "trades", "mart", "rslad"])
 def test_loss_must_leave_the_mode_as_it_found_it(check, answer, capsys):
     def attack_in_eval_mode(m, *args):  # the attack in evaluation mode, then only the outer flag restored
         was = m.training
@@ -787,11 +790,12 @@ def test_exercises_table():
     names = {"00_setup": ["project_linf", "linf_distance"],
              "01_fgsm_mnist": ["my_fgsm", "robust_accuracy"],
              "02_adversarial_training_mnist": ["pgd_step", "weighted_fgsm_loss"],
-             "04_trades_mart_cifar10": ["trades_loss", "mart_loss"]}
+             "04_trades_mart_cifar10": ["trades_loss", "mart_loss"],
+             "05_rslad_distillation_cifar10": ["rslad_loss"]}
     assert list(ex.EXERCISES) == list(names)
     for nb, items in ex.EXERCISES.items():
         sol = {"00_setup": S0, "01_fgsm_mnist": S1, "02_adversarial_training_mnist": S2,
-               "04_trades_mart_cifar10": S4}[nb]
+               "04_trades_mart_cifar10": S4, "05_rslad_distillation_cifar10": S5}[nb]
         assert [e.function for e in items] == names[nb]
         for e in items:
             assert e.statement.strip().startswith("### Exercise") and "$" in e.statement

@@ -19,6 +19,7 @@ Checks, by notebook (one module each):
 * 02_adversarial_training_mnist (:mod:`.adversarial_training_mnist`): :func:`check_pgd_step`,
   :func:`check_weighted_fgsm_loss`
 * 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`
+* 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`
 
 What the checks share (running the student's code, guards, diagnostics, fixed inputs and models) is in
 :mod:`.harness`. Each notebook module also defines ``NOTEBOOK`` and ``EXERCISES``, the cells of its
@@ -33,10 +34,10 @@ write``. Adding a notebook's exercises: a module like the others, listed in ``_M
 """
 from __future__ import annotations
 
-from . import adversarial_training_mnist, fgsm_mnist, setup, trades_mart_cifar10
+from . import adversarial_training_mnist, distillation_cifar10, fgsm_mnist, setup, trades_mart_cifar10
 from .cells import Exercise
 
-_MODULES = (setup, fgsm_mnist, adversarial_training_mnist, trades_mart_cifar10)  # one per notebook, in course order
+_MODULES = (setup, fgsm_mnist, adversarial_training_mnist, trades_mart_cifar10, distillation_cifar10)  # one per notebook, in course order
 
 EXERCISES: dict[str, tuple[Exercise, ...]] = {m.NOTEBOOK: m.EXERCISES for m in _MODULES}
 """The exercises of each notebook, by notebook name (the file name without ``.ipynb``), in order."""
