@@ -245,14 +245,17 @@ def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tenso
 # --------------------------------------------------------------------------- roots
 
 
+def _env_roots() -> list[Path]:
+    """The folders named by ``ADVLIB_DATA`` (``os.pathsep``-separated), as given."""
+    return [Path(e.strip()) for e in os.environ.get("ADVLIB_DATA", "").split(os.pathsep) if e.strip()]
+
+
 def data_roots(root: Optional[os.PathLike] = None) -> list[Path]:
     """Folders searched for data, in order (see the module docstring)."""
     roots: list[Path] = []
     if root is not None:
         roots.append(Path(root))
-    for entry in os.environ.get("ADVLIB_DATA", "").split(os.pathsep):
-        if entry.strip():
-            roots.append(Path(entry.strip()))
+    roots += _env_roots()
     roots.append(DEFAULT_ROOT)
     out = []
     for r in roots:
@@ -455,8 +458,7 @@ def _download(name: str, roots: list[Path], train: bool) -> Optional[Dataset]:
     import torchvision
 
     # never into a folder named by ADVLIB_DATA: that is where a machine keeps (often shared) copies to read
-    shared = {Path(e.strip()).expanduser().resolve() for e in os.environ.get("ADVLIB_DATA", "").split(os.pathsep)
-              if e.strip()}
+    shared = {r.expanduser().resolve() for r in _env_roots()}
     target = _writable_root([r for r in roots if r not in shared])
     if target is None:
         return None

@@ -206,14 +206,13 @@ class Run:
         if first.get("worst_case"):  # the per-image worst case over every attack
             columns_meta[WORST] = {"attack": {"kind": "worst_case", "of": first["worst_case"]["attacks"]},
                                    "n": first["worst_case"]["n"]}
-        self.table(name, rows, list(columns_meta), note, units="fraction", rows_meta=rows_meta,
-                   columns_meta=columns_meta,
-                   data={"dataset": first["dataset"], "label": first["data"], "origin": first["data_origin"]})
         # the sanity checks of each row (the report lists the raised flags; notebook 06 reads them)
         flagged = {row: {"flags": r["flags"]} for row, r in results.items() if r.get("flags")}
         if flagged:
             self.data.setdefault("evaluation", {}).update(utils.to_jsonable(flagged))
-            self.save()
+        self.table(name, rows, list(columns_meta), note, units="fraction", rows_meta=rows_meta,
+                   columns_meta=columns_meta,
+                   data={"dataset": first["dataset"], "label": first["data"], "origin": first["data_origin"]})
         return rows
 
     def curve(self, name: str, x: Sequence[float], series: dict[str, Sequence[float]], x_label: str = "eps",

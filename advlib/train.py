@@ -55,6 +55,12 @@ def lr_factor(cfg: TrainConfig, t: float) -> float:
     return t / p if t < p else max(0.0, (1 - t) / (1 - p))
 
 
+def monitors_robustness(cfg: TrainConfig) -> bool:
+    """Whether best.pt is chosen by held-out robust accuracy: the method trains against an attack of ε > 0
+    (a natural run carrying an ε in its config is ranked by clean accuracy)."""
+    return cfg.eps > 0 and "eps" in losses.get_method(cfg.method).uses
+
+
 def current_eps(cfg: TrainConfig, epoch_float: float) -> float:
     if cfg.eps_ramp_epochs > 0:
         return cfg.eps * min(1.0, epoch_float / cfg.eps_ramp_epochs)
@@ -346,8 +352,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
                **ev, "train_seconds": state["train_seconds"]}
         state["history"].append(row)
         state["epoch"], state["step_in_epoch"], state["running"] = epoch + 1, 0, (0, 0, 0.0)
-        # best by robust accuracy when the method trains against an attack, else by clean accuracy
-        score = robust if (cfg.eps > 0 and "eps" in method.uses) else clean
+        score = robust if monitors_robustness(cfg) else clean
         if score > state["best_robust"]:
             state["best_robust"], state["best_epoch"] = score, epoch + 1
             checkpoint(out / "best.pt")
@@ -391,6 +396,6 @@ def run_metrics(cfg: TrainConfig, state: dict, train_data: data_mod.Dataset, fin
         **({"teacher": {"path": cfg.teacher, "weights": state["teacher"]}} if state.get("teacher") else {}),
         "epochs_done": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
         "best_epoch": state["best_epoch"],
-        "best_holdout_pgd" if (cfg.eps > 0 and "eps" in losses.get_method(cfg.method).uses) else "best_holdout_clean":
+        "best_holdout_pgd" if monitors_robustness(cfg) else "best_holdout_clean":
             state["best_robust"], "final": hist[-1] if hist else None, "history": hist,
     })
