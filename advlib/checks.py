@@ -142,3 +142,25 @@ def autoattack_messages(messages: list[str]) -> list[Flag]:
                  "AutoAttack considers this evaluation unreliable as it stands.",
                  "read the AutoAttack flags documentation (flags_doc.md in its repository) for this message.")
             for m in messages]
+
+
+def catastrophic_overfitting(trace: Sequence[dict], n: int, key: str = "holdout_pgd") -> dict:
+    """Did a training run lose, within the run, the multi-step robustness it once had, while FGSM
+    accuracy stayed high (catastrophic overfitting, Wong et al. 2020)? ``trace``: the engine's
+    within-epoch monitor (``TrainConfig.monitor_every``), points ``{"epoch", "holdout_fgsm", key}``
+    measured on ``n`` held-out images.
+
+    ``collapsed`` is raised when the final PGD accuracy is below the run's peak by more than the 95%
+    intervals and 10 points, and the final FGSM accuracy is above the final PGD accuracy by as much;
+    ``when`` is the first monitored point after the peak at which PGD accuracy fell below half the peak."""
+    if not trace:
+        raise ValueError("the trace is empty: train with monitor_every > 0 to record one")
+    pgd = [p[key] for p in trace]
+    peak_i = max(range(len(pgd)), key=pgd.__getitem__)
+    last = trace[-1]
+    fell = _beyond_noise(pgd[peak_i], last[key], n, margin=0.10)
+    gap = _beyond_noise(last["holdout_fgsm"], last[key], n, margin=0.10)
+    when = next((p["epoch"] for p in trace[peak_i + 1:] if p[key] < pgd[peak_i] / 2), None)
+    return {"peak_pgd": pgd[peak_i], "peak_epoch": trace[peak_i]["epoch"], "final_pgd": last[key],
+            "final_fgsm": last["holdout_fgsm"], "final_clean": last.get("holdout_clean"),
+            "collapsed": bool(fell and gap), "when": when if fell and gap else None, "n": n}

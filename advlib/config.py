@@ -28,6 +28,7 @@ RANGES = {
     "cyclic_peak": "(0, 1)", "warmup_epochs": "[0, inf)", "grad_clip": "(0, inf)", "eps": "[0, 1]",
     "alpha": "(0, inf)", "steps": "[1, inf)", "eps_ramp_epochs": "[0, inf)", "beta": "[0, inf)", "mix": "[0, 1]",
     "eval_samples": "[1, inf)", "eval_steps": "[1, inf)", "eval_alpha": "(0, inf)", "checkpoint_every": "[0, inf)",
+    "monitor_every": "[0, inf)",
 }
 
 
@@ -95,6 +96,7 @@ class TrainConfig:
     eval_samples: int = 500
     eval_steps: int = 10
     eval_alpha: Optional[float] = None  # default eps / 4
+    monitor_every: int = 0  # also evaluate on the held-out split every N steps (0: at epoch ends only): state["trace"]
     # bookkeeping
     seed: int = 0
     out_dir: str = "runs/train"

@@ -46,12 +46,16 @@ _LIST = [
     Recipe("mnist_fgsm_two_pass", "FGSM (two-pass)",
            {**_MNIST, "method": "fgsm_two_pass", "epochs": 5, "lr": 1e-3, "schedule": "cosine"},
            "course (notebook 02): FGSM training as many tutorials write it"),
-    Recipe("mnist_fgsm_augment", "FGSM augment (α=0.5)",
+    Recipe("mnist_fgsm_augment", "FGSM augment (m = 0.5)",
            {**_MNIST, "method": "fgsm_weighted", "mix": 0.5, "epochs": 5, "lr": 1e-3, "schedule": "cosine"},
            "Goodfellow et al. 2015, adversarial data augmentation with mixing weight 0.5"),
     Recipe("mnist_fgsm_rs", "FGSM-RS (fast AT)",
            {**_MNIST, "method": "fgsm_rs", "alpha": 1.25 * MNIST_EPS, "epochs": 10, "lr": 5e-3, "schedule": "cyclic"},
            "Wong et al. 2020 (fast_adversarial, MNIST): random start, step 1.25 eps, cyclic learning rate"),
+    Recipe("mnist_fast_at", "Fast AT (FGSM-RS)",
+           {**_MNIST, "method": "fgsm_rs", "epochs": 4, "lr": 5e-3, "schedule": "cyclic"},
+           "course (notebook 02b): mnist_fgsm_rs shortened to 4 epochs; the catastrophic-overfitting experiment "
+           "and the ε sweep change only the attack, its step and ε"),
     Recipe("mnist_pgd", "PGD (Madry)",
            {**_MNIST, "method": "pgd", "steps": 5, "eps_ramp_epochs": 2, "epochs": 8, "lr": 1e-3,
             "schedule": "cyclic", "cyclic_peak": 0.4},
@@ -196,6 +200,28 @@ for _r in _LIST:  # a typo in a recipe fails on import, not after an hour of tra
     _unknown = set(_r.settings) - {f.name for f in dataclasses.fields(TrainConfig)}
     if _unknown:
         raise ValueError(f"recipe {_r.name!r} sets unknown TrainConfig fields {sorted(_unknown)}")
+
+
+# Notebook 02's five MNIST runs, and what each profile changes in them (notebook 02b reuses the same runs).
+MNIST_COURSE = ("mnist_standard", "mnist_fgsm_two_pass", "mnist_fgsm_augment", "mnist_fgsm_rs", "mnist_pgd")
+MNIST_PROFILES = {
+    "smoke": dict(epochs_scale=0.3, model="fast_cnn", source="sample"),
+    "cpu": dict(epochs_scale=1.0, model="fast_cnn_wide", source="auto"),
+    "gpu": dict(epochs_scale=4.0, model="fast_cnn_wide", source="auto"),
+}
+
+
+def mnist_course(profile: str, runs_dir: Path, seed: int = 0, names=MNIST_COURSE) -> dict[str, TrainConfig]:
+    """``{title: TrainConfig}`` of notebook 02's runs in ``profile``, each writing to ``runs_dir/<method>``
+    (``runs/<profile>/02_adversarial_training_mnist``), so that any notebook trains or reuses the same models."""
+    if profile not in MNIST_PROFILES:
+        raise ValueError(f"profile must be one of {sorted(MNIST_PROFILES)}; got {profile!r}")
+    p = dict(MNIST_PROFILES[profile])
+    scale = p.pop("epochs_scale")
+    out = {}
+    for r in map(get, names):
+        out[r.title] = r.config(epochs_scale=scale, seed=seed, out_dir=str(Path(runs_dir) / r.settings["method"]), **p)
+    return out
 
 
 def get(name: str) -> Recipe:

@@ -51,6 +51,7 @@ UNITS = {
 }
 CLEAN = {"kind": "clean"}  # the "attack" of a clean-accuracy column
 DATA_KEYS = ("dataset", "label", "origin")
+META_KEY = "advlib"  # the key of a notebook output's metadata that holds what advlib embeds
 
 Units = Union[str, Mapping[str, str], None]
 
@@ -231,6 +232,25 @@ class Run:
         self.data["figures"][name] = path.name
         self.save()
         return path
+
+    def compact(self) -> dict:
+        """The metrics without the per-image evaluation records (what a notebook embeds, a few KB)."""
+        out = {k: v for k, v in self.data.items() if k != "evaluation"}
+        flags = {row: [f["name"] for f in r.get("flags", []) if f.get("raised")]
+                 for row, r in self.data.get("evaluation", {}).items()}
+        if flags:
+            out["flags_raised"] = flags
+        return out
+
+    def finish(self) -> None:
+        """End of the notebook: save, say where, and embed the compact metrics in the cell's output
+        metadata (invisible), so that a committed notebook carries the numbers its prose was written
+        from (``tests/test_findings.py`` compares them)."""
+        from IPython.display import display
+
+        self.save()
+        display({"text/plain": f"metrics written to {self.path}"}, raw=True,
+                metadata={META_KEY: {"metrics": self.compact()}})
 
     def train_time(self, name: str, seconds: float) -> None:
         """Record the training time of ``name``, in seconds."""

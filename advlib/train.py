@@ -265,7 +265,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
                if method.teacher else None)
     eval_alpha = cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
 
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best_robust": -1.0,
+    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "trace": [], "best_robust": -1.0,
              "best_epoch": None, "train_seconds": 0.0, "data": f"{train_data.label}, {len(train_data)} images"}
     if teacher is not None:
         state["teacher"] = teacher.digest
@@ -288,6 +288,12 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         if utils.is_main():
             print(f"Resuming {out} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']} "
                   f"({state['global_step']}/{total_steps} steps done).", flush=True)
+
+    def monitor(model: nn.Module, t_epoch: float, eps: float) -> dict:
+        """One point of the within-epoch trace; its attacks' random starts do not move the training's RNG."""
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            ev = quick_eval(model, hx, hy, cfg.eps, eval_alpha, cfg.eval_steps)
+        return {"epoch": round(t_epoch, 4), "train_eps": eps, **ev}
 
     def checkpoint(path: Path, **extra):
         if not utils.is_main():
@@ -337,6 +343,11 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", eps=f"{eps:.3f}",
                             refresh=False)
+            if cfg.monitor_every and state["global_step"] % cfg.monitor_every == 0 and i + 1 < steps_this_epoch:
+                state["train_seconds"] += time.perf_counter() - t0  # monitoring is not training time
+                state["trace"].append(monitor(model, state["global_step"] / steps_per_epoch, eps))
+                model.train()
+                t0 = time.perf_counter()
             if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
                 state["running"] = (seen, correct, loss_sum)
                 state["train_seconds"] += time.perf_counter() - t0
@@ -351,6 +362,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
                "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                **ev, "train_seconds": state["train_seconds"]}
         state["history"].append(row)
+        if cfg.monitor_every:
+            state["trace"].append({"epoch": epoch + 1.0, "train_eps": eps, **ev})
         state["epoch"], state["step_in_epoch"], state["running"] = epoch + 1, 0, (0, 0, 0.0)
         score = robust if monitors_robustness(cfg) else clean
         if score > state["best_robust"]:
@@ -372,7 +385,9 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
 def _config_diff(cfg: TrainConfig, ck: dict, data_desc: str, teacher: Optional[str] = None) -> dict:
     """Settings (and the training data, and the teacher's weights) that differ between ``cfg`` and a checkpoint."""
     old = {**TrainConfig().to_dict(), **ck.get("config", {})}  # fields added since the checkpoint: defaults
-    diff = {k: (old.get(k), v) for k, v in cfg.to_dict().items() if k not in RESUME_FREE and old.get(k) != v}
+    defaults = TrainConfig().to_dict()  # a field added after the checkpoint was written counts as its default
+    diff = {k: (old.get(k, defaults[k]), v) for k, v in cfg.to_dict().items()
+            if k not in RESUME_FREE and old.get(k, defaults[k]) != v}
     if ck.get("state", {}).get("data") != data_desc:
         diff["data"] = (ck.get("state", {}).get("data"), data_desc)
     if ck.get("state", {}).get("teacher") != teacher:
@@ -398,4 +413,5 @@ def run_metrics(cfg: TrainConfig, state: dict, train_data: data_mod.Dataset, fin
         "best_epoch": state["best_epoch"],
         "best_holdout_pgd" if monitors_robustness(cfg) else "best_holdout_clean":
             state["best_robust"], "final": hist[-1] if hist else None, "history": hist,
+        **({"trace": state["trace"]} if cfg.monitor_every else {}),
     })

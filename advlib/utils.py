@@ -20,6 +20,15 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seeded_generator(seed: int, device="cpu") -> torch.Generator:
+    """A torch random number generator on ``device`` seeded with ``seed`` (an integer >= 0, else
+    ``ValueError``): randomness that neither reads nor moves torch's global generator. On the CPU it
+    draws the same numbers as the global generator after ``torch.manual_seed(seed)``."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}.")
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
 def get_device(device: str = "auto") -> torch.device:
     """``"auto"``: the GPU if there is one (under torchrun, this process's ``LOCAL_RANK`` GPU), else the CPU."""
     if device == "auto":

@@ -76,9 +76,9 @@ class FGSMExplorer:
         return (f"ε = {eps:.3f}: FGSM accuracy {100 * r['accuracy']:.1f}% on {len(self.y)} test images "
                 f"(clean {100 * self.clean_accuracy:.1f}%; {fooled} correct predictions flipped)")
 
-    def figure(self, eps: float, amplify: Optional[float] = None):
-        """Original, perturbation (amplified to the full colour range) and adversarial image for the
-        ``show`` images, each with its prediction and confidence."""
+    def figure(self, eps: float):
+        """Original, perturbation (true scale, with a colour bar) and adversarial image for the ``show``
+        images, each with its prediction and confidence (see :func:`image_grid`)."""
         r = self.at(eps)
         return image_grid(self.x[self.show], r["x_adv"], self.y[self.show],
                           self.clean_pred[self.show], self.clean_conf[self.show],
@@ -99,13 +99,18 @@ def _to_hwc(img: torch.Tensor) -> np.ndarray:
 def image_grid(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, conf: torch.Tensor,
                pred_adv: torch.Tensor, conf_adv: torch.Tensor, classes: Sequence[str], eps: float,
                size: float = 1.6):
-    """A 3-row grid: originals, perturbations (amplified), adversarial images, titled with
-    prediction and confidence (green when right, red when wrong)."""
+    """A 3-row grid: originals, perturbations δ = x_adv − x at their true scale, adversarial images,
+    titled with prediction and confidence (green when right, red when wrong).
+
+    Grey images: δ in blue (−ε) to red (+ε) with a colour bar; white is δ = 0, where the [0, 1] clamp
+    cancelled the step (a black pixel pushed darker, a white one pushed brighter); paler is a step the
+    clamp cut short. Colour images: each channel's δ as 0.5 + δ/(2ε), grey where nothing changed."""
     n = len(x)
-    fig, axes = plt.subplots(3, n, figsize=(size * n, size * 3.3), squeeze=False)
-    delta = (x_adv - x)
-    scale = max(delta.abs().max().item(), 1e-12)
+    fig, axes = plt.subplots(3, n, figsize=(size * n + 0.8, size * 3.3), squeeze=False, layout="constrained")
+    delta = x_adv - x
+    scale = max(float(eps), 1e-6)
     gray = x.shape[1] == 1
+    im = None
     for j in range(n):
         for i, (img, title, ok) in enumerate([
             (x[j], f"{classes[pred[j]]} ({100 * conf[j]:.0f}%)", pred[j] == y[j]),
@@ -116,15 +121,22 @@ def image_grid(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred: torc
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 1:
-                d = _to_hwc(delta[j] / (2 * scale) + 0.5)
-                ax.imshow(d, cmap="RdBu_r" if gray else None, vmin=0, vmax=1)
+                if gray:
+                    im = ax.imshow(delta[j, 0].detach().cpu().numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
+                else:
+                    ax.imshow(_to_hwc((delta[j] / (2 * scale) + 0.5).clamp(0, 1)))
                 continue
             ax.imshow(_to_hwc(img), cmap="gray" if gray else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=9, color="green" if ok else "red")
     axes[0, 0].set_ylabel("original", fontsize=9)
-    axes[1, 0].set_ylabel(f"perturbation\n(×{0.5 / scale:.1f})" if eps > 0 else "perturbation", fontsize=9)
+    axes[1, 0].set_ylabel("perturbation δ\n(true scale)", fontsize=9)
     axes[2, 0].set_ylabel(f"adversarial\nε = {eps:.3f}", fontsize=9)
-    fig.tight_layout()
+    if im is None:
+        im = plt.cm.ScalarMappable(plt.Normalize(-scale, scale), "gray")
+    cb = fig.colorbar(im, ax=list(axes[1]), shrink=0.9, pad=0.01)
+    cb.set_ticks([-scale, 0, scale])
+    cb.set_ticklabels([f"−{scale:.3g}", "0", f"+{scale:.3g}"])
+    cb.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -177,6 +189,69 @@ def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdo
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_training_trace(traces: dict[str, dict[str, list[dict]]], n: Optional[int] = None,
+                        keys: Sequence[str] = ("holdout_clean", "holdout_fgsm", "holdout_pgd"), title: str = ""):
+    """Held-out accuracies during training, monitored within epochs (``TrainConfig.monitor_every``): one
+    row of panels per entry of ``traces`` (``{row: {run: trace}}``, e.g. one row per ε), one panel per
+    run, one line per accuracy; with ``n`` (held-out images) a shaded 95% band. Legend below the panels."""
+    labels = {"holdout_clean": "clean", "holdout_fgsm": "FGSM", "holdout_pgd": "PGD-10"}
+    rows, cols = len(traces), max(len(v) for v in traces.values())
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows + 0.6), squeeze=False, sharey=True)
+    for i, (row, runs) in enumerate(traces.items()):
+        for j in range(cols):
+            ax = axes[i, j]
+            if j >= len(runs):
+                ax.axis("off")
+                continue
+            name, trace = list(runs.items())[j]
+            ep = [p["epoch"] for p in trace]
+            for k, key in enumerate(keys):
+                acc = [p[key] for p in trace]
+                line, = ax.plot(ep, [100 * a for a in acc], color=f"C{k}", lw=1.4, label=labels.get(key, key))
+                if n:
+                    band = [stats.interval(min(max(a, 0.0), 1.0), n) for a in acc]
+                    ax.fill_between(ep, [100 * lo for lo, _ in band], [100 * hi for _, hi in band],
+                                    color=line.get_color(), alpha=0.15, lw=0)
+            ax.set_title(f"{name}\n{row}", fontsize=9)
+            ax.set_ylim(-2, 102)
+            ax.grid(alpha=0.3)
+            if i == rows - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel("held-out accuracy (%)")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def eps_gallery(rows: dict[str, tuple], eps_values: Sequence[float], classes: Optional[Sequence[str]] = None,
+                size: float = 1.25):
+    """A static gallery of adversarial examples: one row per entry ``{label: (model, attack, x, y)}``
+    (``attack(model, x, y, eps)``, one image ``x`` of shape (1, C, H, W)), one column per ε (ε = 0 is
+    the clean image), each titled with the model's prediction and confidence (green right, red wrong)."""
+    classes = list(classes) if classes is not None else [str(i) for i in range(10)]
+    fig, axes = plt.subplots(len(rows), len(eps_values), figsize=(size * len(eps_values) + 1.4, size * 1.2 * len(rows)),
+                             squeeze=False)
+    for i, (label, (model, attack, x, y)) in enumerate(rows.items()):
+        for j, eps in enumerate(eps_values):
+            x_adv = attack(model, x, y, eps) if eps > 0 else x
+            pred, conf = predict(model, x_adv)
+            ax = axes[i, j]
+            ax.imshow(_to_hwc(x_adv[0]), cmap="gray" if x.shape[1] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{classes[pred[0]]} ({100 * conf[0]:.0f}%)", fontsize=8,
+                         color="green" if pred[0] == y[0] else "red")
+            if i == 0:
+                ax.text(0.5, 1.32, f"ε = {eps:g}", transform=ax.transAxes, ha="center", fontsize=9)
+        axes[i, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout()
     return fig
 
 
@@ -235,10 +310,13 @@ def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title:
             iv = [intervals.get(r, {}).get(c) for r in rows]
             yerr = np.array([[v - 100 * i[0], 100 * i[1] - v] if i else [0, 0] for v, i in zip(vals, iv)]).T
             yerr = np.nan_to_num(np.clip(yerr, 0, None))
-        ax.bar(pos, vals, w, label=c, yerr=yerr, capsize=2, error_kw={"lw": 0.8})
+        bars = ax.bar(pos, vals, w, label=c, yerr=yerr, capsize=2, error_kw={"lw": 0.8})
         for p_, v in zip(pos, vals):
             if np.isfinite(v):
                 ax.text(p_, v + 1.5, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
+                if v < 0.5:  # a zero-height bar: a thick stroke on the axis, in the bar's colour
+                    ax.plot([p_ - w / 2, p_ + w / 2], [0.4, 0.4], color=bars.patches[0].get_facecolor(), lw=3,
+                            solid_capstyle="butt", clip_on=False)
     ax.set_xticks(np.arange(len(rows)))
     ax.set_xticklabels(rows, rotation=15, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)" + (", 95% intervals" if intervals else ""))
@@ -280,4 +358,168 @@ def plot_soft_labels(images: torch.Tensor, labels: torch.Tensor, probs: dict[str
     handles, labels_ = axes[1, 0].get_legend_handles_labels()
     fig.legend(handles, labels_, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+# --------------------------------------------------------------------------- distribution shift and loss landscapes
+# (advlib.corruptions and advlib.landscape)
+
+
+def corruption_examples(x: torch.Tensor, names: Optional[Sequence[str]] = None,
+                        severities: Sequence[int] = (1, 2, 3, 4, 5), seed: int = 0, index: int = 0, size: float = 1.3):
+    """One image under each corruption of :mod:`advlib.corruptions` (rows) at each severity (columns), the
+    clean image first in every row. ``x``: a batch (N, C, H, W), of which image ``index`` is shown, or one
+    image (C, H, W); ``names=None``: every corruption."""
+    from . import corruptions
+
+    img = x[index:index + 1] if x.dim() == 4 else x.unsqueeze(0)
+    names, severities = corruptions.names_and_severities(names, severities)
+    fig, axes = plt.subplots(len(names), 1 + len(severities), squeeze=False,
+                             figsize=(size * (1 + len(severities)), size * 1.1 * len(names) + 0.5))
+    gray = img.shape[1] == 1
+    for i, name in enumerate(names):
+        shown = [img] + [corruptions.corrupt(img, name, s, seed) for s in severities]
+        for j, (ax, im) in enumerate(zip(axes[i], shown)):
+            ax.imshow(_to_hwc(im[0]), cmap="gray" if gray else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title("clean" if j == 0 else f"severity {severities[j - 1]}", fontsize=9)
+        axes[i, 0].set_ylabel(name.replace("_", " "), fontsize=9)
+    fig.suptitle(f"Common corruptions by severity (seed {seed})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _eps_text(eps) -> str:
+    return eps if isinstance(eps, str) else f"{eps:.3g}"
+
+
+def plot_corruption_accuracy(table: dict[str, dict[str, dict[int, float]]],
+                             adversarial: Optional[dict[str, float]] = None, eps=None,
+                             severity: Optional[int] = None, clean: Optional[dict[str, float]] = None,
+                             n: Optional[int] = None, title: str = ""):
+    """Accuracy under each corruption at one ``severity`` (default: the highest every model was measured at),
+    grouped by corruption, one bar per model, each bar labelled with its value (see :func:`plot_bars`).
+
+    ``table``: ``{model: advlib.corruptions.accuracy_under_corruptions(...)}``. ``clean`` (``{model: accuracy}``)
+    adds a first group "clean"; ``adversarial`` (``{model: robust accuracy}``) a last group
+    "adversarial (ε=…)", whose ε comes from ``eps`` (a number or a text such as ``"8/255"``). With ``n``, the
+    number of test images, each bar carries its 95% Wilson interval."""
+    if not table:
+        raise ValueError("table is empty: pass {model: accuracy_under_corruptions(model, x, y)}.")
+    if adversarial is not None and eps is None:
+        raise ValueError("adversarial accuracies need eps= (a number or a text such as '8/255') for their label.")
+    names = list(dict.fromkeys(c for per_model in table.values() for c in per_model))
+    if severity is None:
+        severity = min(max(per_model[c]) for per_model in table.values() for c in per_model)
+    rows: dict[str, dict[str, float]] = {}
+    if clean is not None:
+        rows["clean"] = dict(clean)
+    for c in names:
+        rows[c.replace("_", " ")] = {m: per_model[c][severity] for m, per_model in table.items()
+                                     if severity in per_model.get(c, {})}
+    if adversarial is not None:
+        rows[f"adversarial (ε={_eps_text(eps)})"] = dict(adversarial)
+    intervals = {r: {m: stats.interval(a, n) for m, a in v.items()} for r, v in rows.items()} if n else None
+    return plot_bars(rows, list(table), title=title or f"Accuracy under common corruptions, severity {severity}",
+                     intervals=intervals)
+
+
+def _panels(k: int, width: float = 4.2, height: float = 3.4, **subplot_kw):
+    """A figure with ``k`` panels side by side (a list of axes)."""
+    fig = plt.figure(figsize=(width * k, height))
+    return fig, [fig.add_subplot(1, k, i + 1, **subplot_kw) for i in range(k)]
+
+
+def _legend_below(fig, ax) -> None:
+    """The legend of ``ax`` below every panel, off the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+
+
+def _pick(values: torch.Tensor, index: Optional[int]) -> np.ndarray:
+    """Image ``index`` of per-image values, or their mean over images when ``index`` is None."""
+    return (values.mean(0) if index is None else values[index]).detach().cpu().numpy()
+
+
+def _which(index: Optional[int], n: int) -> str:
+    return f"mean over {n} images" if index is None else f"image {index}"
+
+
+GRADIENT_AXIS = "along sign of gradient (×ε)"
+RANDOM_AXIS = "random direction (×ε)"
+
+
+def _d1_label(result: dict) -> str:
+    return GRADIENT_AXIS if result["direction"] == "gradient" else "first " + RANDOM_AXIS
+
+
+def plot_loss_surface(surfaces: dict[str, dict], index: Optional[int] = 0, kind: str = "contour"):
+    """The cross-entropy around image ``index`` (None: the mean over images), one panel per model, from
+    ``{model: advlib.landscape.loss_surface(...)}``: filled contours (``kind="contour"``) or a 3-D surface
+    (``"3d"``), each with its colour bar. A smooth bowl rising along the gradient is what a robust model
+    looks like; a jagged surface, or one flat along the gradient, says the gradient is masked."""
+    if kind not in ("contour", "3d"):
+        raise ValueError(f"kind must be 'contour' or '3d'; got {kind!r}.")
+    fig, axes = _panels(len(surfaces), 4.6, 3.9, **({"projection": "3d"} if kind == "3d" else {}))
+    for ax, (name, r) in zip(axes, surfaces.items()):
+        ga, gb = np.meshgrid(r["a"].numpy(), r["b"].numpy(), indexing="ij")
+        z = _pick(r["loss"], index)
+        lo, hi = float(z.min()), float(z.max())
+        hi = hi if hi - lo > 1e-6 * (1 + abs(lo)) else lo + 1.0  # a flat surface: one colour, a readable bar
+        if kind == "3d":
+            im = ax.plot_surface(ga, gb, z, cmap="viridis", vmin=lo, vmax=hi, linewidth=0, antialiased=True)
+            ax.set_zlabel("cross-entropy", fontsize=8)
+        else:
+            im = ax.contourf(ga, gb, z, levels=np.linspace(lo, hi, 21), cmap="viridis")
+            ax.plot([0], [0], "w+", ms=9, mew=1.5)
+        ax.set_xlabel(_d1_label(r), fontsize=8)
+        ax.set_ylabel(RANDOM_AXIS, fontsize=8)
+        ax.set_title(f"{name}\n{_which(index, len(r['loss']))}, ε = {r['eps']:.3g}", fontsize=9)
+        fig.colorbar(im, ax=ax, label="cross-entropy", **({"shrink": 0.7, "pad": 0.15} if kind == "3d" else {}))
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_slices(surfaces: dict[str, dict], index: Optional[int] = 0):
+    """The cross-entropy along the two directions of :func:`advlib.landscape.loss_surface` through image
+    ``index`` (None: the mean over images), one panel per model: a loss that rises along the sign of the
+    gradient no faster than along a random direction says the gradient does not point uphill."""
+    fig, axes = _panels(len(surfaces))
+    for ax, (name, r) in zip(axes, surfaces.items()):
+        a = r["a"].numpy()
+        ax.plot(a, _pick(r["along_d1"], index), color="C3", label=_d1_label(r).replace(" (×ε)", ""))
+        ax.plot(r["b"].numpy(), _pick(r["along_d2"], index), color="C0", ls="--",
+                label=RANDOM_AXIS.replace(" (×ε)", ""))
+        ax.axvline(0, color="gray", lw=0.8, ls=":")
+        ax.set_xlabel("step along the direction (×ε)")
+        ax.set_ylabel("cross-entropy")
+        ax.set_title(f"{name}\n{_which(index, len(r['loss']))}, ε = {r['eps']:.3g}", fontsize=9)
+        ax.grid(alpha=0.3)
+    _legend_below(fig, axes[0])
+    return fig
+
+
+def plot_pgd_trace(traces: dict[str, dict]):
+    """The cross-entropy along the PGD iterates, one panel per model, from ``{model:
+    advlib.landscape.pgd_loss_trace(...)}``: one thin line per restart (mean over images) and, bold, the
+    per-image highest loss over the restarts (mean over images). A robust model's loss climbs and levels
+    off; a curve that stays flat from the start, or restarts that end far apart, point at masked gradients."""
+    fig, axes = _panels(len(traces))
+    for ax, (name, t) in zip(axes, traces.items()):
+        loss = t["loss"]
+        it = np.arange(loss.shape[1])
+        for r in range(len(loss)):
+            ax.plot(it, loss[r].mean(-1).numpy(), color="C0", lw=0.8, alpha=0.7,
+                    label="one restart" if r == 0 else None)
+        ax.plot(it, loss.amax(0).mean(-1).numpy(), color="C3", lw=2.2, label="per image, the highest over restarts")
+        acc = t["correct"].all(0).float().mean().item()
+        ax.set_title(f"{name}\nε = {t['eps']:.3g}, α = {t['alpha']:.3g}, accuracy under PGD {100 * acc:.1f}%",
+                     fontsize=9)
+        ax.set_xlabel("PGD iteration")
+        ax.set_ylabel("cross-entropy (mean over images)")
+        ax.grid(alpha=0.3)
+    _legend_below(fig, axes[0])
     return fig

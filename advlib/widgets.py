@@ -1,7 +1,7 @@
 """Interactive widgets: a thin layer over :mod:`advlib.viz`.
 
 ``epsilon_slider(explorer)`` shows an epsilon slider, an accuracy readout and the picture grid
-(original, amplified perturbation, adversarial image). All computation lives in
+(original, perturbation at its true scale, adversarial image). All computation lives in
 :class:`advlib.viz.FGSMExplorer`; this module only wires it to ipywidgets. CSS classes
 (``advlib-eps-slider``, ``advlib-readout``, ``advlib-grid``) let tests find the parts in a browser.
 """

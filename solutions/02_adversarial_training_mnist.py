@@ -3,6 +3,21 @@ import torch
 import torch.nn.functional as F
 
 
+def two_pass_step(model, optimizer, x, y, eps):
+    """One step of FGSM adversarial training, two-pass form; return the adversarial loss as a float."""
+    # (1) clean pass, in training mode: its backward gives the input gradient (and fills p.grad too)
+    x_req = x.clone().detach().requires_grad_(True)  # a copy: the caller's x stays untouched
+    F.cross_entropy(model(x_req), y).backward()
+    # (2) the FGSM example, a fixed input for the training step
+    x_adv = (x + eps * x_req.grad.sign()).clamp(0, 1).detach()
+    # (3) backward() adds into p.grad: drop the clean pass's (and any earlier step's) parameter gradients
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x_adv), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()  # a number to log, not a tensor holding the graph
+
+
 def pgd_step(model, x_adv, x, y, eps, alpha):
     """Return proj_{S(x)}(x_adv + alpha * sign(grad CE at x_adv)), detached."""
     was_training = model.training

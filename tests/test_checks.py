@@ -87,3 +87,20 @@ def test_quantized_input_has_no_gradient(trained_mnist, mnist_sample):
         assert (q(x).argmax(1) == trained_mnist(x).argmax(1)).float().mean() > 0.9
     with pytest.raises(ValueError, match="levels"):
         masking.QuantizedInput(trained_mnist, 1)
+
+
+def test_catastrophic_overfitting_is_a_fall_from_the_peak_with_fgsm_still_high():
+    def trace(pgd, fgsm):
+        return [{"epoch": (i + 1) / 4, "holdout_clean": 0.95, "holdout_fgsm": f, "holdout_pgd": p}
+                for i, (p, f) in enumerate(zip(pgd, fgsm))]
+    fell = checks.catastrophic_overfitting(trace([0.1, 0.3, 0.05, 0.0], [0.5, 0.7, 0.9, 0.98]), n=500)
+    assert fell["collapsed"] and fell["peak_pgd"] == 0.3 and fell["peak_epoch"] == 0.5 and fell["when"] == 0.75
+    kept = checks.catastrophic_overfitting(trace([0.1, 0.5, 0.8, 0.84], [0.5, 0.8, 0.9, 0.96]), n=500)
+    assert not kept["collapsed"] and kept["when"] is None
+    never = checks.catastrophic_overfitting(trace([0.02, 0.01, 0.02, 0.01], [0.5, 0.8, 0.9, 0.96]), n=500)
+    assert not never["collapsed"]  # never robust is not a collapse
+    small = trace([0.05, 0.15, 0.02, 0.0], [0.5, 0.7, 0.9, 0.98])
+    assert checks.catastrophic_overfitting(small, n=500)["collapsed"]
+    assert not checks.catastrophic_overfitting(small, n=20)["collapsed"]  # 15% -> 0% on 20 images: noise
+    with pytest.raises(ValueError, match="monitor_every"):
+        checks.catastrophic_overfitting([], n=500)

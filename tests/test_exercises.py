@@ -3,6 +3,7 @@ and for each typical mistake returns False and prints its specific diagnosis, wi
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def _load(name):
 
 
 S0, S1, S2 = _load("00_setup"), _load("01_fgsm_mnist"), _load("02_adversarial_training_mnist")
+S2b = _load("02b_adversarial_training_in_practice_mnist")
 S4 = _load("04_trades_mart_cifar10")
 S5 = _load("05_rslad_distillation_cifar10")
 
@@ -51,8 +53,12 @@ CHECKS = [
     (ex.check_linf_distance, S0.linf_distance),
     (ex.check_fgsm, S1.my_fgsm),
     (ex.check_robust_accuracy, S1.robust_accuracy),
+    (ex.check_two_pass_step, S2.two_pass_step),
     (ex.check_pgd_step, S2.pgd_step),
     (ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
+    (ex.check_prediction, S2b.predict),
+    (ex.check_choose_eps, S2b.choose_eps),
+    (ex.check_masked_table, S2b.explain),
     (ex.check_trades_loss, S4.trades_loss),
     (ex.check_mart_loss, S4.mart_loss),
     (ex.check_rslad_loss, S5.rslad_loss),
@@ -110,7 +116,7 @@ def test_odd_output_does_not_raise(capsys):
 
 def test_projection_missing_clamp(capsys):
     fails_with(ex.check_linf_projection, lambda a, x, e: torch.min(torch.max(a, x - e), x + e), capsys,
-               "not in [0,1]", ".clamp(0, 1)")
+               "not in [0,1]", "clamp to the image range [0, 1]")
 
 
 def test_projection_only_box(capsys):
@@ -181,7 +187,7 @@ def _grad(model, x, y, target=None):
 
 def test_fgsm_missing_clamp(capsys):
     fails_with(ex.check_fgsm, lambda m, x, y, e: (x + e * _grad(m, x, y).sign()).detach(), capsys,
-               "values outside [0,1]", ".clamp(0, 1)")
+               "values outside [0,1]", "torch.clamp")
 
 
 def test_fgsm_wrong_sign(capsys):
@@ -191,7 +197,7 @@ def test_fgsm_wrong_sign(capsys):
 
 def test_fgsm_raw_gradient(capsys):
     fails_with(ex.check_fgsm, lambda m, x, y, e: (x + e * _grad(m, x, y)).clamp(0, 1), capsys,
-               "same size on every pixel", "grad.sign()")
+               "same size on every pixel", "*sign* of the gradient")
 
 
 def test_fgsm_eps_too_large_or_small(capsys):
@@ -332,6 +338,123 @@ def test_robust_accuracy_case_separates_the_mistakes():
     assert 0 < ref < 1 and len(set(round(v, 6) for v in values)) == len(values)
 
 
+# --------------------------------------------------------------------------- 02: FGSM training step, two-pass form
+
+
+def _two_pass(zero="between", train_on="adv", sign=1.0, clamp=True, clean_mode="train", adv_mode="train",
+              end_mode="train", input_grad="backward", step=True, returns="loss", on_x=None):
+    """One step of FGSM adversarial training in the two-pass form, with the given deviation from it: when the
+    parameter gradients are cleared (zero), what the step trains on, the FGSM example's sign and clamp, the mode
+    of each pass and at the end, how the input gradient is taken, whether the optimizer steps, what it returns,
+    what it does to the caller's x (on_x: differentiate it directly, or write the FGSM example into it)."""
+    def fn(m, opt, x, y, e):
+        if zero == "start":
+            opt.zero_grad()
+        m.train(clean_mode == "train")
+        x_req = x.requires_grad_(True) if on_x == "requires_grad" else x.clone().requires_grad_(True)
+        clean = F.cross_entropy(m(x_req), y)
+        if input_grad == "backward":
+            clean.backward(retain_graph=True)
+            g = x_req.grad
+        else:
+            g, = torch.autograd.grad(clean, x_req, retain_graph=True)
+        x_adv = x + sign * e * g.sign()
+        x_adv = (x_adv.clamp(0, 1) if clamp else x_adv).detach()
+        if on_x == "in_place":
+            x_adv = x.copy_(x_adv)
+        m.train(adv_mode == "train")
+        if zero == "between":
+            opt.zero_grad()
+        adv = F.cross_entropy(m(x_adv), y)
+        loss = {"adv": adv, "clean": F.cross_entropy(m(x), y), "sum": clean + adv, "mean": (clean + adv) / 2}[train_on]
+        loss.backward()
+        if step:
+            opt.step()
+        m.train(end_mode == "train")
+        return {"loss": loss.item(), "adv": adv.item(), "clean": clean.item(), "tensor": loss, None: None}[returns]
+    return fn
+
+
+TWO_PASS_MISTAKES = [
+    ("zeroed_at_the_start_only", _two_pass(zero="start"), ["clean pass were still in `p.grad`",
+                                                           "clear the parameter gradients after the clean pass"]),
+    ("never_zeroed", _two_pass(zero="never"), ["previous training step's gradient", "+ the clean pass's",
+                                               "never cleared"]),
+    ("never_zeroed_autograd", _two_pass(zero="never", input_grad="autograd"),
+     ["previous training step's gradient", "+ the adversarial pass's", "never cleared"]),
+    ("trained_on_clean", _two_pass(train_on="clean"), ["trained on the clean loss"]),
+    ("trained_on_clean_never_zeroed", _two_pass(zero="never", input_grad="autograd", train_on="clean"),
+     ["trained on the clean loss, plus the previous step's gradient"]),
+    ("trained_on_sum", _two_pass(train_on="sum"), ["trained on the sum", "adversarial loss only"]),
+    ("trained_on_sum_returns_adv", _two_pass(train_on="sum", returns="adv"),
+     ["clean pass were still in `p.grad`", "training on the sum of the two losses gives the same step"]),
+    ("trained_on_mean", _two_pass(train_on="mean", returns="adv"), ["average", "m = 0.5"]),
+    ("no_clamp", _two_pass(clamp=False), ["not clamped to [0,1]"]),
+    ("wrong_sign", _two_pass(sign=-1.0), ["lowers the clean loss", "wrong sign"]),
+    ("no_step", _two_pass(step=False), ["did not change the parameters", "optimizer"]),
+    ("fgsm_in_eval_mode", _two_pass(clean_mode="eval"), ["FGSM example was computed in evaluation mode",
+                                                          "stay in training mode for the clean pass"]),
+    ("both_passes_in_eval_mode", _two_pass(clean_mode="eval", adv_mode="eval"),
+     ["Both of your passes ran in evaluation mode"]),
+    ("fgsm_in_eval_mode_not_restored", _two_pass(clean_mode="eval", adv_mode="eval", end_mode="eval"),
+     ["left the model in evaluation mode", "Also: Both of your passes ran in evaluation mode"]),
+    ("leaves_eval_mode", _two_pass(end_mode="eval"), ["left the model in evaluation mode", "training mode"]),
+    ("returns_a_tensor", _two_pass(returns="tensor"), ["returned a tensor", ".item()"]),
+    ("returns_the_clean_loss", _two_pass(returns="clean"), ["returned the clean loss"]),
+    ("returns_none", _two_pass(returns=None), ["returned None"]),
+    ("requires_grad_on_callers_x", _two_pass(on_x="requires_grad"), ["switched on requires_grad for the caller's `x`"]),
+    ("fgsm_example_written_into_x", _two_pass(on_x="in_place"), ["changed its argument `x` in place"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in TWO_PASS_MISTAKES],
+                         ids=[n for n, _, _ in TWO_PASS_MISTAKES])
+def test_two_pass_step_mistakes(answer, phrases, capsys):
+    out = fails_with(ex.check_two_pass_step, answer, capsys, *phrases)
+    assert "differently from one step of the two-pass form" not in out, "a listed mistake gets its own diagnosis"
+
+
+def test_two_pass_step_written_differently_passes(capsys):
+    """The input gradient from torch.autograd.grad (p.grad stays as it was until the clearing), the gradients
+    cleared at the start too, the model switched to training mode explicitly: the same step."""
+    result, out = run(ex.check_two_pass_step, _two_pass(input_grad="autograd"), capsys)
+    assert result is True, out
+
+    def both_clears(m, opt, x, y, e):
+        opt.zero_grad()
+        m.train()
+        return S2.two_pass_step(m, opt, x, y, e)
+
+    result, out = run(ex.check_two_pass_step, both_clears, capsys)
+    assert result is True, out
+
+
+def test_two_pass_cases_separate_the_mistakes():
+    """On each case the parameters after each diagnosed step differ from each other's, from the parameters
+    before the step and from the reference step's (beyond the check's tolerance)."""
+    from advlib.exercises import adversarial_training_mnist as at
+
+    for seed, eps in at._two_pass_cases():
+        x, y = harness.images(4, seed=seed), harness.labels(4, seed=seed)
+        model, opt = at._mid_training(seed)
+        at._reference_step(model, opt, x, y, eps)
+        results = [at._params(model), at._params(at._mid_training(seed)[0])]
+        results += [at._stepped(seed, grads) for grads, _ in at._two_pass_variants(seed, x, y, eps)]
+        for i, a in enumerate(results):
+            for b in results[i + 1:]:
+                assert not at._same_params(a, b)
+
+
+def test_two_pass_reference_is_the_library_method_in_training_mode():
+    """The tutorial form attacks in training mode: its FGSM example differs from the evaluation-mode one on
+    the batch-norm model, so the check can tell them apart."""
+    from advlib import attacks
+
+    m, x, y = harness.batchnorm_model(), harness.images(4, seed=13), harness.labels(4, seed=13)
+    assert not torch.equal(attacks.fgsm(m, x, y, 0.3, mode="train"), attacks.fgsm(m, x, y, 0.3, mode="eval"))
+
+
+
 # --------------------------------------------------------------------------- 02: PGD step
 
 
@@ -351,11 +474,11 @@ def test_pgd_step_mistakes(capsys):
     fails_with(c, lambda m, a, x, y, e, al: x + (_step(m, a, y, al) - x).clamp(-e, e).clamp(0, 1), capsys,
                "clamped the perturbation δ")
     fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al), x, e), capsys,
-               "values outside [0,1]", ".clamp(0, 1)")
+               "values outside [0,1]", "torch.clamp")
     fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, -al), x, e).clamp(0, 1), capsys,
                "lowers the loss")
     fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al, sign=False), x, e).clamp(0, 1), capsys,
-               "instead of exactly α", "grad.sign()")
+               "instead of exactly α", "*sign* of the gradient")
     fails_with(c, lambda m, a, x, y, e, al: _step(m, a, y, al), capsys, "not projected at all")
     fails_with(c, lambda m, a, x, y, e, al: _ball(_step(m, a, y, al, at=x), x, e).clamp(0, 1), capsys,
                "gradient at the clean x")
@@ -399,7 +522,7 @@ def test_weighted_loss_adversarial_example_not_detached(capsys):
         x_adv = (x_req + e * g.sign()).clamp(0, 1)
         return (1 - k) * clean + k * F.cross_entropy(m(x_adv), y)
 
-    fails_with(ex.check_weighted_fgsm_loss, attached, capsys, "not detached", "x_adv.detach()")
+    fails_with(ex.check_weighted_fgsm_loss, attached, capsys, "not detached", "`.detach()`")
 
 
 def test_weighted_loss_attack_with_backward(capsys):
@@ -418,6 +541,98 @@ def test_weighted_loss_switches_to_eval(capsys):
         return S2.weighted_fgsm_loss(m, x, y, e, k)
 
     fails_with(ex.check_weighted_fgsm_loss, to_eval, capsys, "left the model in evaluation mode")
+
+
+# --------------------------------------------------------------------------- 02b: answers, not computations
+
+
+def _answer(value):
+    return lambda: value
+
+
+RIGHT = dict(S2b.predict())
+
+
+@pytest.mark.parametrize("key", list(RIGHT))
+def test_prediction_wrong_for_one_run(key, capsys):
+    flipped = {**RIGHT, key: "robust" if RIGHT[key] == "collapses" else "collapses"}
+    out = fails_with(ex.check_prediction, _answer(flipped), capsys, f'prediction for "{key}"', "not what happens",
+                     "ε = 0.")
+    assert "Also:" not in out
+
+
+def test_prediction_explains_every_wrong_run(capsys):
+    out = fails_with(ex.check_prediction, _answer({k: "robust" for k in RIGHT}), capsys, '"fgsm_no_rs"',
+                     '"rs_1.25_eps0.4"', "Also:", "Wong et al. 2020")
+    assert '"rs_1.25"' not in out and '"rs_2"' not in out
+
+
+def test_prediction_format_mistakes(capsys):
+    c = ex.check_prediction
+    fails_with(c, _answer(["collapses", "robust", "collapses"]), capsys, "returned a list", '"fgsm_no_rs"')
+    fails_with(c, _answer(None), capsys, "returned None")
+    fails_with(c, _answer({"fgsm": "collapses", "rs_1.25": "robust", "rs_2": "collapses"}), capsys,
+               "missing: fgsm_no_rs", "unknown: fgsm")
+    fails_with(c, _answer({**RIGHT, "rs_2": "overfits"}), capsys, "\"collapses\" or \"robust\"", "'overfits'")
+
+
+def test_prediction_accepts_other_spellings_and_explains(capsys):
+    result, out = run(ex.check_prediction, _answer({"fgsm_no_rs": " Collapse", "rs_1.25": "ROBUST",
+                                                    "rs_2": "Robust ", "rs_1.25_eps0.4": "collapsed"}), capsys)
+    assert result is True, out
+    assert out.count("Note:") == 4 and "1.25ε" in out
+
+
+CHOOSE_EPS_MISTAKES = [
+    (40, "forgot to rescale", ["budget in grey levels", "x/255"]),
+    (40 / 256, "256", ["divided by 256"]),
+    (0.4, "percent", ["40 %"]),
+    (80 / 255, "double", ["twice the budget", "radius"]),
+    (20 / 255, "half", ["half the budget"]),
+    (0.3, "course default", ["usual MNIST budget"]),
+    (round(40 / 255, 3), "rounded", ["rounded", "exact value"]),
+    (0.5, "other", ["does not describe this threat"]),
+    ("40/255", "a string", ["returned a str"]),
+]
+
+
+@pytest.mark.parametrize("value,phrases", [(v, p) for v, _, p in CHOOSE_EPS_MISTAKES],
+                         ids=[n for _, n, _ in CHOOSE_EPS_MISTAKES])
+def test_choose_eps_mistakes(value, phrases, capsys):
+    fails_with(ex.check_choose_eps, _answer(value), capsys, *phrases)
+
+
+def test_choose_eps_asks_a_follow_up(capsys):
+    for value in (40 / 255, torch.tensor(40 / 255, dtype=torch.float64)):
+        result, out = run(ex.check_choose_eps, _answer(value), capsys)
+        assert result is True and "follow-up" in out and "?" in out, out
+        assert "`" not in out.split("Note:")[1], "the follow-up asks a question, no code"
+
+
+MASKED_TABLE_MISTAKES = [
+    ({"A", "B", "C", "D"}, ["C is false", "randomness"]),
+    ({"A", "B", "D", "E"}, ["E is false", "bound"]),
+    ({"A", "B"}, ["D is true, and you left it out", "black-box"]),
+    ({"B", "D"}, ["A is true, and you left it out", "upper bound"]),
+    ({"A", "D"}, ["B is true, and you left it out", "87.8"]),
+    ({"C", "E"}, ["C is false", "Also: E is false", "Also: A is true"]),
+    ({"A", "B", "F"}, ["'F' is not one of the statements"]),
+    (set(), ["chose no statement"]),
+    (None, ["returned None"]),
+]
+
+
+@pytest.mark.parametrize("value,phrases", MASKED_TABLE_MISTAKES,
+                         ids=["".join(sorted(v)) if v else repr(v) for v, _ in MASKED_TABLE_MISTAKES])
+def test_masked_table_mistakes(value, phrases, capsys):
+    fails_with(ex.check_masked_table, _answer(value), capsys, *phrases)
+
+
+def test_masked_table_accepts_other_forms(capsys):
+    for value in ("ABD", "A, B, D", ["d", "b", "a"], ("A", "B", "D")):
+        result, out = run(ex.check_masked_table, _answer(value), capsys)
+        assert result is True, (value, out)
+
 
 
 # --------------------------------------------------------------------------- 04: TRADES loss
@@ -659,7 +874,7 @@ def test_mart_margin_without_the_code_constant(capsys):
 
 def test_mart_leaves_the_model_in_eval_mode(capsys):
     fails_with(ex.check_mart_loss, _eval_no_restore(S4.mart_loss), capsys, "left the model in evaluation mode",
-               "was in training mode", "model.train(was_training)")
+               "was in training mode", "model.train(...)")
 
 
 # --------------------------------------------------------------------------- the model's mode and batch norm
@@ -702,16 +917,48 @@ def test_attack_in_training_mode_changes_batchnorm_statistics(check, train_mode_
     """Right on the fixed network (no batch norm, evaluation mode); on a batch-norm network in training
     mode it updates the running statistics."""
     fails_with(check, train_mode_answer, capsys, "changed the batch-norm running statistics", doing,
-               "model.eval()", "model.train(was_training)")
+               "model.eval()", "model.train(...)")
 
 
 @pytest.mark.parametrize("check,answer", [(c, dict(CHECKS)[c]) for c, _, _ in ATTACKS], ids=ATTACK_IDS)
 def test_attack_that_does_not_restore_the_mode(check, answer, capsys):
     fails_with(check, _eval_no_restore(answer), capsys, "left the model in evaluation mode",
-               "was in training mode", "model.train(was_training)")
+               "was in training mode", "model.train(...)")
     out = fails_with(check, _restores_only_the_flag(answer), capsys, "although `model.training` is back",
-                     "BatchNorm2d", "model.train(was_training)")
+                     "BatchNorm2d", "model.train(...)")
     assert "Also:" not in out
+
+
+def _left_in_eval(answer):
+    """The answer, then the model switched to evaluation mode and left there."""
+    def fn(m, *args):
+        out = answer(m, *args)
+        m.eval()
+        return out
+    return fn
+
+
+def _takes_a_model(e) -> bool:
+    ns = {}
+    exec(e.starter, ns)
+    return next(iter(inspect.signature(ns[e.function]).parameters), None) == "model"
+
+
+MODEL_CHECKS = [e.check for items in ex.EXERCISES.values() for e in items if _takes_a_model(e)]
+
+
+def test_model_checks_are_every_check_of_a_function_of_the_model():
+    assert {c.__name__ for c in MODEL_CHECKS} == {
+        "check_fgsm", "check_robust_accuracy", "check_two_pass_step", "check_pgd_step", "check_weighted_fgsm_loss",
+        "check_trades_loss", "check_mart_loss", "check_rslad_loss"}
+
+
+@pytest.mark.parametrize("wrap", [_eval_no_restore, _left_in_eval], ids=["eval_first", "eval_at_the_end"])
+@pytest.mark.parametrize("check", MODEL_CHECKS, ids=[c.__name__ for c in MODEL_CHECKS])
+def test_a_model_left_in_eval_mode_is_caught(check, wrap, capsys):
+    """Every check whose function receives a model fails an otherwise correct answer that leaves the model in
+    evaluation mode (``model.eval()`` and the caller's training mode never restored), and says so."""
+    fails_with(check, wrap(dict(CHECKS)[check]), capsys, "left the model in evaluation mode", "was in training mode")
 
 
 @pytest.mark.parametrize("check,answer", [(ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
@@ -789,12 +1036,14 @@ def test_batchnorm_model_depends_on_its_mode():
 def test_exercises_table():
     names = {"00_setup": ["project_linf", "linf_distance"],
              "01_fgsm_mnist": ["my_fgsm", "robust_accuracy"],
-             "02_adversarial_training_mnist": ["pgd_step", "weighted_fgsm_loss"],
+             "02_adversarial_training_mnist": ["two_pass_step", "pgd_step", "weighted_fgsm_loss"],
+             "02b_adversarial_training_in_practice_mnist": ["predict", "choose_eps", "explain"],
              "04_trades_mart_cifar10": ["trades_loss", "mart_loss"],
              "05_rslad_distillation_cifar10": ["rslad_loss"]}
     assert list(ex.EXERCISES) == list(names)
     for nb, items in ex.EXERCISES.items():
         sol = {"00_setup": S0, "01_fgsm_mnist": S1, "02_adversarial_training_mnist": S2,
+               "02b_adversarial_training_in_practice_mnist": S2b,
                "04_trades_mart_cifar10": S4, "05_rslad_distillation_cifar10": S5}[nb]
         assert [e.function for e in items] == names[nb]
         for e in items:

@@ -58,3 +58,13 @@ def test_cli_recipe_trains_the_same_settings(tmp_path):
     assert stored == expected
     r = _cli("train", "--recipe", "mnist_pgd", "--param", "tau=3", "--out-dir", str(tmp_path / "x"))
     assert r.returncode == 2 and "no parameter" in r.stderr, r.stderr
+
+
+def test_notebook_02s_runs_are_one_definition_per_profile(tmp_path):
+    cpu = recipes.mnist_course("cpu", tmp_path)
+    assert list(cpu) == [recipes.get(n).title for n in recipes.MNIST_COURSE]
+    assert all(c.model == "fast_cnn_wide" and c.out_dir == str(tmp_path / c.method) for c in cpu.values())
+    smoke = recipes.mnist_course("smoke", tmp_path)
+    assert smoke["PGD (Madry)"].epochs == pytest.approx(0.3 * cpu["PGD (Madry)"].epochs)
+    with pytest.raises(ValueError, match="profile"):
+        recipes.mnist_course("laptop", tmp_path)

@@ -138,3 +138,33 @@ def test_lr_schedules():
     assert [round(train.lr_factor(cfg, t), 6) for t in (0.1, 0.6, 0.9)] == [1, 0.1, 0.01]
     cfg = train.TrainConfig(eps=0.3, eps_ramp_epochs=2)
     assert train.current_eps(cfg, 1.0) == pytest.approx(0.15) and train.current_eps(cfg, 5) == 0.3
+
+
+def test_monitor_every_records_a_trace_without_changing_the_training(tmp_path):
+    """The within-epoch monitor (catastrophic overfitting shows between epoch ends) runs attacks with random
+    starts: it must not move the training's random numbers, so the weights equal an unmonitored run's."""
+    plain = small_cfg(tmp_path / "a", method="fgsm_rs", epochs=1, eps=0.3, eps_ramp_epochs=0)
+    watched = plain.replace(monitor_every=3, out_dir=str(tmp_path / "b" / "run"))
+    m_plain, m_watched = train.fit(plain), train.fit(watched)
+    assert "trace" not in m_plain
+    steps = 1200 // 100  # (train_samples - holdout) // batch_size
+    trace = m_watched["trace"]
+    assert [p["epoch"] for p in trace] == [3 / steps, 6 / steps, 9 / steps, 1.0]
+    assert all({"holdout_clean", "holdout_fgsm", "holdout_pgd"} <= set(p) for p in trace)
+    assert trace[-1]["holdout_pgd"] == m_watched["final"]["holdout_pgd"]
+    a = train.load_checkpoint(tmp_path / "a" / "run" / "last.pt")["model"]
+    b = train.load_checkpoint(tmp_path / "b" / "run" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # monitoring is not training time, and the trace survives a reuse of the finished run
+    assert train.fit(watched)["trace"] == trace
+
+
+def test_a_field_added_later_counts_as_its_default_on_resume(tmp_path):
+    cfg = small_cfg(tmp_path, epochs=0.2)
+    train.fit(cfg)
+    path = tmp_path / "run" / "last.pt"
+    ck = train.load_checkpoint(path)
+    del ck["config"]["monitor_every"]  # a checkpoint written before the field existed
+    train.save_checkpoint(path, ck)
+    assert train._config_diff(cfg, ck, ck["state"]["data"]) == {}
+    assert "monitor_every" in train._config_diff(cfg.replace(monitor_every=5), ck, ck["state"]["data"])

@@ -11,7 +11,7 @@ from typing import Optional
 from .. import record, utils
 from ..paths import REPO_ROOT
 
-NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+NOTEBOOK_GLOB = "[0-9][0-9]*_*.ipynb"  # 02_..., and 02b_... sorting between 02 and 03
 STATUS_FILE = "course.json"
 
 
@@ -20,7 +20,7 @@ def default_notebooks_dir() -> Path:
 
 
 def find_notebooks(notebooks_dir: Optional[os.PathLike] = None) -> list[Path]:
-    """The course notebooks ``NN_*.ipynb`` of ``notebooks_dir``, in sorted order."""
+    """The course notebooks ``NN_*.ipynb`` (or ``NNx_*.ipynb``) of ``notebooks_dir``, in sorted order."""
     d = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
     return sorted(p for p in d.glob(NOTEBOOK_GLOB) if p.is_file())
 

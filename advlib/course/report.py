@@ -166,6 +166,9 @@ def notebook_blocks(nb: dict, profile: str) -> list:
     if not nb["metrics"]:
         blocks.append(("p", "No metrics recorded."))
         return blocks
+    if m.get("findings"):
+        blocks += [("h", 3, "Findings (written from the numbers by advlib.findings)")]
+        blocks += [("p", "- " + line) for line in m["findings"]]
     settings = m.get("settings") or {}
     if settings:
         blocks.append(("p", "Settings: " + ", ".join(f"`{k}={fmt.fmt_number(v)}`" for k, v in settings.items())))

@@ -16,8 +16,11 @@ Checks, by notebook (one module each):
 
 * 00_setup (:mod:`.setup`): :func:`check_linf_projection`, :func:`check_linf_distance`
 * 01_fgsm_mnist (:mod:`.fgsm_mnist`): :func:`check_fgsm`, :func:`check_robust_accuracy`
-* 02_adversarial_training_mnist (:mod:`.adversarial_training_mnist`): :func:`check_pgd_step`,
-  :func:`check_weighted_fgsm_loss`
+* 02_adversarial_training_mnist (:mod:`.adversarial_training_mnist`): :func:`check_two_pass_step`,
+  :func:`check_pgd_step`, :func:`check_weighted_fgsm_loss`
+* 02b_adversarial_training_in_practice_mnist (:mod:`.practice_mnist`): :func:`check_prediction`,
+  :func:`check_choose_eps`, :func:`check_masked_table` (answers, not computations: the function returns
+  a prediction, a number or a set of letters)
 * 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`
 * 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`
 
@@ -34,10 +37,11 @@ write``. Adding a notebook's exercises: a module like the others, listed in ``_M
 """
 from __future__ import annotations
 
-from . import adversarial_training_mnist, distillation_cifar10, fgsm_mnist, setup, trades_mart_cifar10
+from . import adversarial_training_mnist, distillation_cifar10, fgsm_mnist, practice_mnist, setup, trades_mart_cifar10
 from .cells import Exercise
 
-_MODULES = (setup, fgsm_mnist, adversarial_training_mnist, trades_mart_cifar10, distillation_cifar10)  # one per notebook, in course order
+_MODULES = (setup, fgsm_mnist, adversarial_training_mnist, practice_mnist, trades_mart_cifar10,
+            distillation_cifar10)  # one per notebook, in course order
 
 EXERCISES: dict[str, tuple[Exercise, ...]] = {m.NOTEBOOK: m.EXERCISES for m in _MODULES}
 """The exercises of each notebook, by notebook name (the file name without ``.ipynb``), in order."""

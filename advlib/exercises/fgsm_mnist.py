@@ -5,8 +5,8 @@ import torch
 
 from .. import attacks, evaluate
 from .cells import Exercise
-from .harness import (TOL, Watch, agrees, attack_output, box_issue, call, ce, exercise, fixed_model, images,
-                      input_grad, labels, on_batchnorm_model, reliable)
+from .harness import (TOL, Watch, agrees, as_number, attack_output, box_issue, call, ce, exercise, fixed_model,
+                      images, input_grad, labels, on_batchnorm_model, reliable)
 
 __all__ = ["check_fgsm", "check_robust_accuracy", "NOTEBOOK", "EXERCISES"]
 
@@ -29,7 +29,7 @@ def check_fgsm(fn):
         x_in, y_in = x.clone(), y.clone()
         watch = Watch(model, x=x_in)
         out = call(fn, model, x_in, y_in, eps)
-        out, side = attack_output(out, x, "x_adv", watch, "return `x_adv.detach()`.")
+        out, side = attack_output(out, x, "x_adv", watch, "detach it (`.detach()`) before returning it.")
         if out is None:
             return side, []
         if not agrees(out, ref, x, eps, g):
@@ -53,41 +53,43 @@ def _fgsm_diagnosis(out, x, y, eps, g, ref, model) -> list[str]:
         if hi - lo > 1e-4:
             issues.append(f"Your perturbation does not have the same size on every pixel (|x_adv - x| ranges "
                           f"from {lo:.3g} to {hi:.3g} where no clamping happens), but FGSM moves every pixel by "
-                          f"exactly ε = {eps}, to a corner of the ε-ball. Hint: use the sign of the gradient, "
-                          f"`eps * grad.sign()`, not the raw gradient.")
+                          f"exactly ε = {eps}, to a corner of the ε-ball. Hint: step along the *sign* of the "
+                          f"gradient (`torch.sign`), not along the raw gradient.")
         elif hi > eps + TOL:
             issues.append(f"Your perturbation is too large: every pixel moves by {hi:.3g} = {hi / eps:.3g} × ε, "
-                          f"but FGSM moves by exactly ε = {eps} (so x_adv leaves the ε-ball). Hint: "
-                          f"`x + eps * grad.sign()`; ε is already in pixel units of [0,1] (no factor 255), and "
-                          f"use the `eps` argument, not a fixed number.")
+                          f"but FGSM moves by exactly ε = {eps} (so x_adv leaves the ε-ball). Hint: the sign of "
+                          f"the gradient is ±1, so scale it by ε alone; ε is already in pixel units of [0,1] (no "
+                          f"factor 255), and use the `eps` argument, not a fixed number.")
         elif hi < TOL:
-            issues.append(f"Your x_adv equals x wherever no clamping happens: there is no perturbation. Hint: add "
-                          f"`eps * grad.sign()` to x.")
+            issues.append("Your x_adv equals x wherever no clamping happens: there is no perturbation. Hint: add "
+                          "to x the sign of the input gradient, scaled by ε.")
         elif hi < eps - TOL:
             issues.append(f"Your perturbation is too small: every pixel moves by {hi:.3g} = {hi / eps:.3g} × ε "
-                          f"instead of the full budget ε = {eps}. Hint: `x + eps * grad.sign()`, and use the "
-                          f"`eps` argument, not a fixed number.")
+                          f"instead of the full budget ε = {eps}. Hint: the sign of the gradient is ±1, so scale "
+                          f"it by ε alone, and use the `eps` argument, not a fixed number.")
         moved = interior & (delta.abs() > TOL)
         if moved.any():
             agree = (delta.sign() == g.sign())[moved].float().mean().item()
             if agree < 0.05:
                 issues.append(f"Your x_adv lowers the loss instead of raising it (cross-entropy {ce(model, x, y):.3f} "
                               f"on x, {ce(model, out.clamp(0, 1), y):.3f} on your x_adv): you stepped down the "
-                              f"gradient. Hint: FGSM adds `eps * grad.sign()` (gradient ascent on the loss).")
+                              f"gradient. Hint: FGSM *raises* the loss: move each pixel in the direction of the "
+                              f"gradient's sign (ascent), not against it.")
             elif agree < 0.95:
                 issues.append(f"Your perturbation does not follow the gradient of the loss: only {agree:.0%} of the "
-                              f"pixels move in the direction that increases the cross-entropy. Hint: differentiate "
-                              f"`F.cross_entropy(model(x_req), y)` with respect to `x_req`, with the true labels y.")
+                              f"pixels move in the direction that increases the cross-entropy. Hint: the gradient "
+                              f"is that of the cross-entropy with the true labels y, taken with respect to the "
+                              f"input the model was run on (your copy of x).")
     dist = delta.abs().max().item()
     if not issues and dist > eps + TOL:
-        issues.append(f"Some pixels move by more than ε = {eps} (max |x_adv - x| = {dist:.3g}). Hint: "
-                      f"`(x + eps * grad.sign()).clamp(0, 1)`.")
+        issues.append(f"Some pixels move by more than ε = {eps} (max |x_adv - x| = {dist:.3g}). Hint: FGSM takes "
+                      f"one step of exactly ε per pixel from the clean x, then clamps to [0,1].")
     if not issues:
         bad = (delta - (ref - x)).abs() > TOL
         issues.append(f"Your x_adv differs from the FGSM example on {int(bad.sum())} of {bad.numel()} pixels "
-                      f"(largest difference {(out - ref).abs().max().item():.3g}). Hint: x_adv = "
-                      f"`(x + eps * grad.sign()).clamp(0, 1)` with grad the gradient of the cross-entropy "
-                      f"with respect to x.")
+                      f"(largest difference {(out - ref).abs().max().item():.3g}). Hint: compare your code "
+                      f"with the statement's formula step by step: the gradient of the cross-entropy with "
+                      f"respect to x (true labels, evaluation mode), its sign, a step of ε, the clamp to [0,1].")
     return issues
 
 
@@ -114,22 +116,6 @@ def _accuracy_case():
     return x, y, 0.01
 
 
-def _number(out):
-    if isinstance(out, bool):
-        return None
-    if isinstance(out, (int, float)):
-        return float(out)
-    if torch.is_tensor(out) and out.numel() == 1:
-        return float(out.detach().item())
-    try:
-        import numpy as np
-        if isinstance(out, np.generic) or (isinstance(out, np.ndarray) and out.size == 1):
-            return float(out)
-    except ImportError:  # pragma: no cover
-        pass
-    return None
-
-
 @exercise("your loop measures the accuracy under attack as evaluate.batched_accuracy does.")
 def check_robust_accuracy(fn):
     """``fn(model, x, y, attack) -> float``: the fraction of images still classified correctly after
@@ -148,35 +134,36 @@ def check_robust_accuracy(fn):
     x_in, y_in = x.clone(), y.clone()
     watch = Watch(model, x=x_in, y=y_in)
     out = call(fn, model, x_in, y_in, attack, hints=(
-        ("does not require grad", "the attack needs gradients: call `x_adv = attack(model, x, y)` outside "
-         "`torch.no_grad()`, and put only the predictions on x_adv inside it."),))
+        ("does not require grad", "the attack needs gradients: call `attack` outside `torch.no_grad()`, and put "
+         "only the predictions on its adversarial images inside it."),))
     notes = []
-    v = _number(out)
+    v = as_number(out)
     if v is None:
         what = "None (did you forget `return`?)" if out is None else (
             f"a tensor of shape {tuple(out.shape)}" if torch.is_tensor(out) else f"a {type(out).__name__}")
-        return [f"Your function returned {what}; it should return one number, the accuracy. Hint: "
-                f"`(pred == y).float().mean().item()`."], notes
+        return [f"Your function returned {what}; it should return one number, the accuracy. Hint: compare the "
+                f"predicted classes with y, average the comparison as floats, and turn the result into a "
+                f"Python number (`.item()`)."], notes
     if torch.is_tensor(out):
         notes.append("you return a tensor; `.item()` turns it into a plain Python number.")
     issues = []
     if attack.calls == 0:
         issues.append("You never called `attack(model, x, y)`: the accuracy under attack is measured on the "
-                      "adversarial images. Hint: `x_adv = attack(model, x, y)`, then predict on x_adv.")
+                      "adversarial images. Hint: get them from the `attack` argument, then predict on them.")
     if abs(v - ref) > 1e-6:
         both = ((p_clean == y) & (p_adv == y)).sum().item()
         variants = [
             (clean, f"That is the clean accuracy ({clean:.4g}): you predicted on x instead of on the attacked "
-                    f"images. Hint: `model(x_adv).argmax(dim=1)`."),
+                    f"images. Hint: predict on the images that `attack` returns."),
             (1 - ref, f"That is the error rate under attack ({1 - ref:.4g}), one minus the accuracy. Hint: count "
-                      f"the images where the prediction equals the label, `pred == y`."),
+                      f"the images where the predicted class equals the label."),
             (100 * ref, f"That is the accuracy in percent ({100 * ref:.4g}); return a fraction in [0,1]. Hint: "
                         f"drop the factor 100."),
             (ref * n, f"That is the number of correctly classified images ({int(ref * n)}); return a fraction. "
-                      f"Hint: divide by `len(y)`, or use `.float().mean()`."),
+                      f"Hint: divide by the number of images, `len(y)`."),
             ((p_adv == p_clean).float().mean().item(),
              "You compared the predictions on x_adv with the predictions on x; accuracy compares them with the "
-             "true labels y. Hint: `(model(x_adv).argmax(dim=1) == y)`."),
+             "true labels y. Hint: compare the predictions on x_adv with y."),
             (both / max((p_clean == y).sum().item(), 1),
              "You divided by the number of images classified correctly before the attack; the accuracy under "
              "attack is over all images. Hint: divide by `len(y)`."),
@@ -187,8 +174,8 @@ def check_robust_accuracy(fn):
                 break
         else:
             issues.append(f"Your function returned {v:.4g}; the accuracy under attack is {ref:.4g} here (clean "
-                          f"accuracy {clean:.4g}). Hint: `x_adv = attack(model, x, y)`, then "
-                          f"`(model(x_adv).argmax(dim=1) == y).float().mean().item()`.")
+                          f"accuracy {clean:.4g}). Hint: attack the whole batch once, predict the classes of the "
+                          f"adversarial images (`argmax` over the logits), and return the fraction that equals y.")
     issues += watch.input_issues() + watch.mode_issues()
     if issues:
         return issues, notes
@@ -212,7 +199,7 @@ with $J$ the cross-entropy averaged over the batch (`F.cross_entropy`). Like the
 - run the model in **evaluation mode** (`model.eval()`), so that batch-norm layers use their running statistics and leave them alone;
 - leave the caller's `x`, the model's mode (`model.training`) and the parameters' gradients (`p.grad`) unchanged.
 
-*Hints.* Remember the caller's mode with `was_training = model.training` and restore it before returning with `model.train(was_training)`. Differentiate with respect to a copy: `x_req = x.clone().detach().requires_grad_(True)`. `grad, = torch.autograd.grad(loss, x_req)` gives the gradient with respect to the input only (unlike `loss.backward()`, it leaves `p.grad` alone). Then `grad.sign()` and `.clamp(0, 1)`.
+*Hints.* Save the caller's mode (`model.training`) before switching, and hand it back to `model.train(...)` before returning. Differentiate with respect to a detached **copy** of `x` on which you switch on `requires_grad` (`clone`, `detach`, `requires_grad_`), so the caller's `x` is left alone. `torch.autograd.grad` gives the input gradient without filling `p.grad` (unlike `loss.backward()`). `torch.sign` and `torch.clamp` do the rest.
 """, starter=r'''
 import torch
 import torch.nn.functional as F
@@ -232,7 +219,7 @@ $$\mathrm{acc}_{adv} = \frac{1}{n}\sum_{k=1}^{n} \mathbb{1}\big[\arg\max_j f_j(x
 
 Write `robust_accuracy(model, x, y, attack)` that returns this fraction as a Python `float` in $[0,1]$. `attack(model, x, y)` returns the adversarial images (e.g. `lambda m, a, b: attacks.fgsm(m, a, b, 0.1)`).
 
-*Hints.* The attack needs gradients, so call it **outside** `torch.no_grad()`; the predictions on `x_adv` do not, so compute them inside it. Predict in evaluation mode (`model.eval()`), as the attacks do, and restore the caller's mode before returning (`model.train(was_training)`). `.argmax(dim=1)` gives the predicted classes, and `.float().mean().item()` turns a boolean tensor into a fraction.
+*Hints.* The attack needs gradients, so call it **outside** `torch.no_grad()`; the predictions on `x_adv` do not, so compute them inside it. Predict in evaluation mode (`model.eval()`), as the attacks do, and give the caller's mode (saved from `model.training`) back to `model.train(...)` before returning. `argmax` over the class dimension gives the predicted classes; the mean of a boolean comparison, converted to floats, is a fraction, and `.item()` turns a one-element tensor into a Python number.
 """, starter=r'''
 import torch
 

@@ -109,9 +109,9 @@ class StudentError(Exception):
 
 
 ERROR_HINTS = [
-    ("does not require grad", "the tensor you differentiate with respect to must require gradients: "
-     "make a copy with `x_req = x.clone().detach().requires_grad_(True)` and run the model on `x_req`; "
-     "and do not compute gradients inside `torch.no_grad()`."),
+    ("does not require grad", "the tensor you differentiate with respect to must require gradients: run the "
+     "model on a detached copy of the input on which you switched them on (`clone`, `detach`, "
+     "`requires_grad_`), not on the caller's tensor; and do not compute gradients inside `torch.no_grad()`."),
     ("only for scalar outputs", "reduce the loss to one number (`F.cross_entropy` does by default, "
      "or add `.mean()`) before calling `.backward()` or `torch.autograd.grad`."),
     ("backward through the graph a second time", "a graph can be differentiated only once: compute a "
@@ -196,23 +196,24 @@ def exercise(what: str):
 
 # --------------------------------------------------------------------------- what a function must leave alone
 
-RESTORE_MODE_HINT = ("remember the caller's mode and restore it before returning: `was_training = model.training` "
-                     "at the start, `model.train(was_training)` at the end.")
+RESTORE_MODE_HINT = ("remember the caller's mode (`model.training`) at the start and hand it back to `model.train(...)` "
+                     "before returning, which sets every submodule.")
 LOSS_MODE_HINT = ("a loss runs in the mode the training loop chose: do not call `model.train()`/`model.eval()` "
-                  "in it, or restore the caller's mode before returning (`model.train(was_training)`).")
+                  "in it, or give the caller's mode (`model.training`, saved at the start) back to `model.train(...)` "
+                  "before returning.")
 
 
 class Watch:
     """Snapshots what a function must leave alone: its tensor arguments, the mode of every module of
     the model, the model's buffers (batch-norm running statistics) and the parameters' gradients
-    (cleared first)."""
+    (cleared first, unless ``keep_grads``: a training step may find the previous step's there)."""
 
-    def __init__(self, model: Optional[nn.Module], **tensors: torch.Tensor):
+    def __init__(self, model: Optional[nn.Module], keep_grads: bool = False, **tensors: torch.Tensor):
         self.model = model
         self.modes = [(name, m, m.training) for name, m in model.named_modules()] if model is not None else []
         self.buffers = [(name, b, b.detach().clone()) for name, b in model.named_buffers()] if model is not None else []
         self.tensors = {k: (t, t.detach().clone(), t.requires_grad) for k, t in tensors.items()}
-        if model is not None:
+        if model is not None and not keep_grads:
             for p in model.parameters():
                 p.grad = None
 
@@ -221,11 +222,12 @@ class Watch:
         for name, (t, copy, req) in self.tensors.items():
             if t.requires_grad and not req:
                 out.append(f"Your function switched on requires_grad for the caller's `{name}`. "
-                           f"Hint: work on a copy: `{name}_req = {name}.clone().detach().requires_grad_(True)`.")
+                           f"Hint: differentiate with respect to a detached copy of `{name}` (`clone`, `detach`) "
+                           f"and switch requires_grad on for the copy only.")
             elif t.shape != copy.shape or not torch.equal(t.detach(), copy):
                 out.append(f"Your function changed its argument `{name}` in place (the caller's tensor is "
-                           f"modified). Hint: use out-of-place operations (`.clamp(...)`, not `.clamp_(...)`; "
-                           f"`a = a + b`, not `a += b`) or work on `{name}.clone()`.")
+                           f"modified). Hint: use out-of-place operations (`clamp`, not `clamp_`; a new tensor "
+                           f"from `+`, not `+=`) or work on a copy (`clone`).")
         return out
 
     def mode_issues(self, hint: str = RESTORE_MODE_HINT) -> list[str]:
@@ -241,8 +243,8 @@ class Watch:
                     f"Hint: {hint}"]
         return [f"Your function left {len(changed)} of the model's {len(self.modes) - 1} submodules (e.g. `{name}`, "
                 f"a {type(m).__name__}) in {now} mode, although `model.training` is back to what it was. Hint: "
-                f"restore the mode with `model.train(was_training)`, which sets every submodule; assigning "
-                f"`model.training = ...` sets only the flag of the outer module."]
+                f"restore the mode by calling `model.train(...)` with the saved flag, which sets every submodule; "
+                f"assigning `model.training` sets only the flag of the outer module."]
 
     def statistics_issues(self, doing: str) -> list[str]:
         """The buffers (batch-norm running statistics) must be unchanged; ``doing``: what would change
@@ -254,9 +256,9 @@ class Watch:
         return [f"Your function changed the batch-norm running statistics of a model in training mode "
                 f"(`{'`, `'.join(changed)}`): in training mode every forward pass normalises with the batch's own "
                 f"statistics and updates the running averages, so {doing} would quietly change the model. "
-                f"Hint: run the model in evaluation mode inside your function and restore the caller's mode "
-                f"before returning: `was_training = model.training`, `model.eval()`, ..., "
-                f"`model.train(was_training)`."]
+                f"Hint: run the model in evaluation mode inside your function (`model.eval()`) and give the "
+                f"caller's mode, saved from `model.training` at the start, back to `model.train(...)` before "
+                f"returning."]
 
     def grad_issues(self, context: str = "attack") -> list[str]:
         if self.model is None:
@@ -267,13 +269,12 @@ class Watch:
         if context == "loss":
             return ["Your function already put gradients into the model's parameters (`p.grad` is filled "
                     "when it returns, e.g. by a `.backward()` for the FGSM step); in a training loop they "
-                    "would be added to the gradients of the training loss. Hint: get the input gradient "
-                    "with `torch.autograd.grad(loss, x_req)`, which leaves `p.grad` alone, and do not call "
-                    "`.backward()` on the returned loss."]
+                    "would be added to the gradients of the training loss. Hint: `torch.autograd.grad` gives the "
+                    "input gradient without filling `p.grad`; and do not call `.backward()` on the returned loss."]
         return ["Your function left gradients in the model's parameters (`p.grad` is filled after the call, "
-                "e.g. by `loss.backward()`); they would leak into the next training step. Hint: use "
-                "`grad, = torch.autograd.grad(loss, x_req)`, which computes the gradient with respect to "
-                "the input only (or call `model.zero_grad()` before returning)."]
+                "e.g. by `loss.backward()`); they would leak into the next training step. Hint: "
+                "`torch.autograd.grad` computes the gradient with respect to the input only, without filling "
+                "`p.grad` (or clear them with `model.zero_grad()` before returning)."]
 
 
 def on_batchnorm_model(fn: Callable, *args) -> Watch:
@@ -283,6 +284,24 @@ def on_batchnorm_model(fn: Callable, *args) -> Watch:
     watch = Watch(model)
     call(fn, model, *(a.clone() if torch.is_tensor(a) else a for a in args))
     return watch
+
+
+def as_number(out) -> Optional[float]:
+    """``out`` as a float if it is one number (int, float, a one-element tensor or NumPy value; not a
+    bool), else None."""
+    if isinstance(out, bool):
+        return None
+    if isinstance(out, (int, float)):
+        return float(out)
+    if torch.is_tensor(out) and out.numel() == 1:
+        return float(out.detach().item())
+    try:
+        import numpy as np
+        if isinstance(out, np.generic) or (isinstance(out, np.ndarray) and out.size == 1):
+            return float(out)
+    except (ImportError, TypeError, ValueError):  # pragma: no cover - no NumPy, or a non-numeric array
+        pass
+    return None
 
 
 # --------------------------------------------------------------------------- tensors and images
@@ -317,7 +336,11 @@ def box_issue(out: torch.Tensor, name: str) -> Optional[str]:
     if hi > 1 + TOL and lo < -TOL:
         where = "outside [0,1]"
     return (f"Your {name} has values {where} ({value_range(out)}): an image must stay in [0,1]. "
-            f"Hint: clamp the result with `.clamp(0, 1)`.")
+            f"Hint: clamp the result to the image range [0, 1] (`torch.clamp`).")
+
+
+PROJECT_HINT = ("clip each pixel separately, first to [x - eps, x + eps] around the clean x, then to [0, 1] "
+                "(elementwise `torch.min`/`torch.max`, or `torch.clamp` with tensor bounds).")
 
 
 def feasibility_issues(out: torch.Tensor, x: torch.Tensor, eps: float, name: str, ball_hint: str) -> list[str]:
@@ -423,7 +446,7 @@ def graph_issues(out: torch.Tensor, model: nn.Module, input_grad_ref: torch.Tens
             return []
     return ["Your loss is still connected to the adversarial example's autograd graph (the adversarial example "
             "was not detached), so backward would also run through the attack into the copy of x you "
-            "differentiated. Hint: `x_adv = x_adv.detach()` before computing the loss on it."]
+            "differentiated. Hint: detach the adversarial example (`.detach()`) before computing the loss on it."]
 
 
 def _param_grads(loss: torch.Tensor, model: nn.Module) -> list[torch.Tensor]:

@@ -5,7 +5,8 @@ import torch
 
 from .. import attacks
 from .cells import Exercise
-from .harness import TOL, Watch, call, exercise, feasibility_issues, images, same, tensor_issue, value_range
+from .harness import (PROJECT_HINT, TOL, Watch, call, exercise, feasibility_issues, images, same, tensor_issue,
+                      value_range)
 
 __all__ = ["check_linf_projection", "check_linf_distance", "NOTEBOOK", "EXERCISES"]
 
@@ -57,23 +58,23 @@ def _projection_diagnosis(out, x_adv, x, eps, ref) -> list[str]:
     ball_only = torch.min(torch.max(x_adv, x - eps), x + eps)
     if same(out, ball_only):
         return [f"Your result is in the ε-ball around x but not in [0,1] ({value_range(out)}): an image must stay "
-                f"valid. Hint: finish with `.clamp(0, 1)`."]
+                f"valid. Hint: finish with a clamp to the image range [0, 1] (`torch.clamp`)."]
     if same(out, x_adv.clamp(0, 1)):
         return [f"Your result is only clamped to [0,1]: it is still up to {dist:.3g} away from x, more than "
                 f"ε = {eps}. The ε-ball has no effect (this also happens when you project around x_adv "
-                f"instead of around the clean image x). Hint: also clip to [x - eps, x + eps], e.g. "
-                f"`torch.min(torch.max(x_adv, x - eps), x + eps)`."]
+                f"instead of around the clean image x). Hint: also clip each pixel to [x - eps, x + eps], the "
+                f"bounds set by the clean x (`torch.min`/`torch.max` accept tensors as bounds)."]
     for v, what in ((l2_scaled, "‖δ‖₂ (an L2 projection)"), (linf_scaled, "‖δ‖∞")):
         if same(out, v) or same(out, v.clamp(0, 1)):
             return [f"You rescaled the whole perturbation δ = x_adv - x by ε / {what} instead of clipping each "
                     f"pixel: that changes pixels that were already allowed. The L∞ projection clips every pixel "
-                    f"separately to [x - ε, x + ε] ∩ [0, 1]. Hint: `torch.min(torch.max(x_adv, x - eps), "
-                    f"x + eps).clamp(0, 1)`."]
+                    f"separately to [x - ε, x + ε] ∩ [0, 1]. Hint: {PROJECT_HINT}"]
     if out.abs().max().item() <= eps + TOL and ref.abs().max().item() > eps + 0.05:
         return [f"All your values lie in [{out.min().item():.3g}, {out.max().item():.3g}], inside [-ε, ε]: it looks "
                 f"like you projected around 0 (e.g. `x_adv.clamp(-eps, eps)`) or returned the perturbation δ "
-                f"instead of the image. Hint: the ball is centred at the clean image x: clip x_adv to "
-                f"[x - eps, x + eps] (or return `x + delta.clamp(-eps, eps)`), then clamp to [0,1]."]
+                f"instead of the image. Hint: the ball is centred at the clean image x: the bounds of a pixel are "
+                f"x - eps and x + eps, not -eps and eps, and the function returns the image (clamped to [0,1]), "
+                f"not δ."]
     issues = feasibility_issues(out, x, eps, "result", "clip to [x - eps, x + eps] around the clean image x.")
     feasible = (delta.abs() <= eps) & (x_adv >= 0) & (x_adv <= 1)
     moved = feasible & ((out - x_adv).abs() > TOL)
@@ -87,8 +88,7 @@ def _projection_diagnosis(out, x_adv, x, eps, ref) -> list[str]:
         bad = ((out - ref).abs() > TOL)
         issues.append(f"Your result differs from the projection on {int(bad.sum())} of {bad.numel()} pixels "
                       f"(largest difference {(out - ref).abs().max().item():.3g}): a pixel outside the set must "
-                      f"move to the nearest allowed value (x ± ε, or 0 or 1). Hint: "
-                      f"`torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)`.")
+                      f"move to the nearest allowed value (x ± ε, or 0 or 1). Hint: {PROJECT_HINT}")
     return issues
 
 
@@ -114,14 +114,14 @@ def check_linf_distance(fn):
             out = out.detach()
             if out.numel() == 1:
                 return [f"Your function returned a single number ({out.item():.3g}) for a batch of {n} images: "
-                        f"the distance is per image, a tensor of shape ({n},). Hint: flatten each image first, "
-                        f"`(x_adv - x).flatten(1)`, then take the max over dim=1."], []
+                        f"the distance is per image, a tensor of shape ({n},). Hint: flatten each image into one "
+                        f"row first (`flatten(1)`), then reduce over dim=1 only."], []
             if out.numel() == n and out.shape != ref.shape:
-                return [f"Your result has shape {tuple(out.shape)}; it should have shape ({n},). Hint: use "
-                        f"`.amax(dim=1)` on the flattened difference, without keepdim (or `.flatten()` the result)."], []
+                return [f"Your result has shape {tuple(out.shape)}; it should have shape ({n},). Hint: reduce "
+                        f"without keepdim (or flatten the result)."], []
             if out.shape != ref.shape:
                 return [f"Your result has shape {tuple(out.shape)}; it should have shape ({n},), one number per "
-                        f"image. Hint: flatten each image, `(x_adv - x).flatten(1)`, and reduce over dim=1 only "
+                        f"image. Hint: flatten each image into one row (`flatten(1)`) and reduce over dim=1 only "
                         f"(dim 0 runs over the batch)."], []
         issue = tensor_issue(out, ref, "distances", ", one number per image")
         if issue:
@@ -131,16 +131,18 @@ def check_linf_distance(fn):
         if not same(out, ref):
             if same(out, d.amax(dim=1)) or same(out, d.amax(dim=1).clamp(min=0)):
                 issues.append("You forgot the absolute value: a pixel that gets darker by 0.4 is as far as one that "
-                              "gets brighter by 0.4. Hint: `.abs()` before the max.")
+                              "gets brighter by 0.4. Hint: take the absolute value (`torch.abs`) before the max.")
             elif same(out, d.norm(dim=1), tol=1e-4):
                 issues.append("That is the L2 norm (square root of the sum of squares); the L∞ norm is the largest "
-                              "absolute change of any pixel. Hint: `.abs().amax(dim=1)`.")
+                              "absolute change of any pixel. Hint: the maximum (`amax`) of the absolute changes "
+                              "of each image.")
             elif same(out, d.abs().mean(dim=1)) or same(out, d.abs().sum(dim=1), tol=1e-3):
                 issues.append("You averaged or summed the absolute changes; the L∞ norm is their maximum. "
-                              "Hint: `.abs().amax(dim=1)`.")
+                              "Hint: reduce with `amax` instead.")
             else:
                 issues.append(f"Your distances {[round(v, 3) for v in out.tolist()]} differ from the expected "
-                              f"{[round(v, 3) for v in ref.tolist()]}. Hint: `(x_adv - x).flatten(1).abs().amax(dim=1)`.")
+                              f"{[round(v, 3) for v in ref.tolist()]}. Hint: the distance of an image is the "
+                              f"largest absolute difference between x_adv and x over all its pixels.")
         issues += watch.input_issues()
         if issues:
             return issues, []

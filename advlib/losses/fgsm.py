@@ -20,8 +20,8 @@ def fgsm_two_pass(ctx: Context):
 
 @register("fgsm_weighted", uses=("eps", "eps_ramp_epochs", "attack_mode", "mix"))
 def fgsm_weighted(ctx: Context):
-    r"""Adversarial data augmentation (Goodfellow et al. 2015): :math:`(1-\alpha)\,J(x) + \alpha\,J(x_{FGSM})`
-    with :math:`\alpha` = ``cfg.mix``."""
+    r"""Adversarial data augmentation (Goodfellow et al. 2015): :math:`(1-m)\,J(x) + m\,J(x_{FGSM})`
+    with the mixing weight :math:`m` = ``cfg.mix`` (not α, the attack step)."""
     x_adv = attacks.fgsm(ctx.model, ctx.x, ctx.y, ctx.eps, mode=ctx.cfg.attack_mode) if ctx.eps > 0 else ctx.x
     logits_clean = ctx.model(ctx.x)
     logits_adv = ctx.model(x_adv)
