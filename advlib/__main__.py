@@ -69,6 +69,7 @@ TRAIN_HELP = {
     "eval_samples": "held-out images evaluated (clean, FGSM, PGD) after each epoch",
     "eval_steps": "PGD steps of the per-epoch evaluation",
     "eval_alpha": "PGD step of the per-epoch evaluation (default: eps/4)",
+    "monitor_every": "also evaluate on the held-out split every N steps (0: at epoch ends only); saved as the trace",
     "seed": "random seed (same seed, same run)",
     "out_dir": "folder for last.pt, best.pt and metrics.json (checked writable before training)",
     "checkpoint_every": "also write last.pt every N steps (0: at epoch ends only)",
