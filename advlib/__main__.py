@@ -259,12 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--source", default="auto", choices=data_mod.SOURCES, help="where the data comes from "
                    "(default: auto, the full set or else the shipped sample with a notice)")
     e.add_argument("--attacks", nargs="+", default=list(ev.DEFAULT_ATTACKS),
-                   help="attack specs: fgsm, pgd-STEPS[xRESTARTS][-kl][-nors], cw-STEPS, aa, noise "
+                   help="attack specs: fgsm, pgd-STEPS[xRESTARTS][-kl][-nors][@STEP], cw-STEPS[@STEP], aa, aa-apgd "
+                   "(AutoAttack's APGD-CE + APGD-T), aa-ta, noise; STEP a number or fraction, e.g. pgd-20@2/255 "
                    f"(default: {' '.join(ev.DEFAULT_ATTACKS)})")
     e.add_argument("--eps", type=float, help="L-infinity radius for images in [0,1] (default: the training eps)")
     e.add_argument("--alpha", type=float, help="PGD step size (default: eps/4)")
     e.add_argument("--n", type=int, help="evaluate the first N test images (default: all)")
-    e.add_argument("--n-aa", type=int, help="run AutoAttack on the first N of them only (default: all)")
+    e.add_argument("--n-aa", type=int, help="run AutoAttack (aa, aa-apgd, aa-ta) on the first N of them only "
+                   "(default: all)")
     e.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     e.add_argument("--out", help="results JSON path (default: eval_<checkpoint name>.json beside the checkpoint)")

@@ -88,11 +88,11 @@ def label_leaking(fgsm: float, clean: float, n: int) -> Flag:
                 "trust multi-step attacks (PGD, AutoAttack) only; train with a random start (FGSM-RS) or PGD.")
 
 
-def pgd_vs_autoattack(best_pgd: float, aa: float, n: int, pgd_name: str = "PGD") -> Flag:
+def pgd_vs_autoattack(best_pgd: float, aa: float, n: int, pgd_name: str = "PGD", aa_name: str = "AutoAttack") -> Flag:
     """A large gap between the strongest white-box PGD and AutoAttack means PGD was fooled."""
     raised = _beyond_noise(best_pgd, aa, n, margin=0.02)
     return Flag("PGD close to AutoAttack", raised,
-                f"{pgd_name}: {_pct(best_pgd)}, AutoAttack: {_pct(aa)} ({n} images; gap {100 * (best_pgd - aa):.1f} points)",
+                f"{pgd_name}: {_pct(best_pgd)}, {aa_name}: {_pct(aa)} ({n} images; gap {100 * (best_pgd - aa):.1f} points)",
                 "PGD with cross-entropy overestimates robustness here: gradient masking or a badly scaled loss.",
                 "report AutoAttack, not PGD; look for the cause (loss landscape along the gradient, "
                 "PGD on the CW margin, Square's share of the broken points).")
@@ -111,6 +111,20 @@ def pgd_vs_other_attacks(ce_pgd: float, others: float, n: int, pgd_name: str = "
                 "gradient masking): attacks on other objectives find what PGD on the cross-entropy misses.",
                 "report the worst case over all attacks and AutoAttack; attack a scale-free loss (the CW margin, "
                 "AutoAttack's DLR); look for the cause before trusting any cross-entropy number.")
+
+
+def weaker_than(acc_strong: float, acc_weak: float, n: int, strong: str = "PGD", weak: str = "FGSM") -> Flag:
+    """An attack that should be at least as strong (many steps against FGSM, more steps against fewer of
+    the same attack) must not leave more images correct, measured on the same images. When it does, the
+    attack is weak (a vanishing gradient at its start, a badly scaled objective, too small a step), and
+    its column says nothing about the model."""
+    raised = _beyond_noise(acc_strong, acc_weak, n, margin=0.01)
+    return Flag(f"{strong} at least as strong as {weak}", raised,
+                f"{strong}: {_pct(acc_strong)}, {weak}: {_pct(acc_weak)} ({n} images, the same for both)",
+                f"{strong} is weaker than {weak}, which it should dominate: the attack is failing (its objective's "
+                "gradient vanishes or misleads at its start, or its step is too small), not the model resisting.",
+                "check the attack's objective and start on this model (a KL objective from x + 0.001·N has no "
+                "gradient on a confident model); report the strongest attacks and their per-image worst case.")
 
 
 def converged(acc: float, acc_more: float, n: int, what: str = "PGD") -> Flag:

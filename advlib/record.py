@@ -123,6 +123,41 @@ def _check_meta(meta: Optional[Mapping[str, Mapping]], names: Sequence[str], wha
     return {k: dict(v) for k, v in meta.items()}
 
 
+def image_set_problems(metrics: Mapping[str, Any]) -> list[str]:
+    """What in a notebook's metrics compares numbers measured on different images (an empty list when
+    nothing does): a table's per-image worst case over columns whose image counts differ from its own
+    (every column of an evaluation runs on the first n images, so equal counts mean the same images),
+    and a paired test (an entry with a ``"p_value"``) that does not declare the one number of images
+    ``"n"`` both its sides were measured on."""
+    from .evaluate import WORST  # the column name only; evaluate is not imported at module load
+
+    problems = []
+    for name, t in (metrics.get("tables") or {}).items():
+        meta = t.get("columns_meta") or {}
+        w = meta.get(WORST)
+        if not w:
+            continue
+        of = (w.get("attack") or {}).get("of", [])
+        odd = {c: meta.get(c, {}).get("n") for c in of if meta.get(c, {}).get("n") != w.get("n")}
+        if odd:
+            problems.append(f"table {name!r}: the worst case ({w.get('n')} images) covers columns measured on other "
+                            f"numbers of images: {odd}")
+
+    def walk(obj, where):
+        if isinstance(obj, Mapping):
+            if "p_value" in obj and not isinstance(obj.get("n"), int):
+                problems.append(f"{where}: a paired test without the number of images 'n' both sides were measured on")
+            for k, v in obj.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                walk(v, f"{where}[{i}]")
+
+    for key in ("values",) + tuple(k for k in metrics if k not in ("values", "tables", "curves", "figures")):
+        walk(metrics.get(key), key)
+    return problems
+
+
 class Run:
     """The output folder and metrics file of one notebook run."""
 
@@ -211,6 +246,9 @@ class Run:
         flagged = {row: {"flags": r["flags"]} for row, r in results.items() if r.get("flags")}
         if flagged:
             self.data.setdefault("evaluation", {}).update(utils.to_jsonable(flagged))
+        bad = image_set_problems({"tables": {name: {"columns_meta": columns_meta}}})
+        if bad:
+            raise ValueError("; ".join(bad))
         self.table(name, rows, list(columns_meta), note, units="fraction", rows_meta=rows_meta,
                    columns_meta=columns_meta,
                    data={"dataset": first["dataset"], "label": first["data"], "origin": first["data_origin"]})
@@ -249,6 +287,9 @@ class Run:
         from IPython.display import display
 
         self.save()
+        bad = image_set_problems(self.data)
+        if bad:
+            raise ValueError(f"{self.notebook}: numbers measured on different images are compared: " + "; ".join(bad))
         display({"text/plain": f"metrics written to {self.path}"}, raw=True,
                 metadata={META_KEY: {"metrics": self.compact()}})
 

@@ -30,6 +30,7 @@ RSLAD_NOTE = ("CIFAR-10, L∞, ε = 8/255. Teacher for the distillation rows (AR
               "with TRADES. PGD_SAT and PGD_TRADES are 20-step PGD on the CE and the TRADES KL objective; CW∞ is "
               "PGD on the CW margin; AA is AutoAttack.")
 RSLAD_COLUMNS = ("Clean", "FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA")
+PGD_TRADES_STEP = 0.003  # TRADES pgd_attack_cifar10.py l.24 (advlib.evaluate.RSLAD_STEP)
 RSLAD_MODELS = ("ResNet-18", "MobileNetV2")
 RSLAD_METHODS = ("Natural", "SAT", "TRADES", "ARD", "IAD", "RSLAD")
 
@@ -183,14 +184,22 @@ def published_method(method: Optional[str]) -> Optional[str]:
 
 def published_column(attack: Optional[dict]) -> Optional[str]:
     """The RSLAD column (:data:`RSLAD_COLUMNS`) measured by an attack with these settings
-    (:meth:`advlib.evaluate.AttackSpec.settings`, ``{"kind": "clean"}`` for clean accuracy): PGD on the
-    cross-entropy is PGD_SAT, on the TRADES KL PGD_TRADES, on the CW margin CW∞. None for the
-    others (random noise) and for an attack not recorded."""
+    (:meth:`advlib.evaluate.AttackSpec.settings`, ``{"kind": "clean"}`` for clean accuracy), as
+    :data:`advlib.evaluate.RSLAD_SPECS` defines the columns: PGD on the cross-entropy with the step of
+    TRADES' evaluation (0.003) is PGD_TRADES, with another step PGD_SAT; PGD on the CW margin is CW∞;
+    the standard AutoAttack is AA. None for the others (PGD on the KL, AutoAttack's first attacks
+    alone, random noise) and for an attack not recorded."""
     if not isinstance(attack, dict):
         return None
     kind = attack.get("kind")
     if kind == "pgd":
-        return {"ce": "PGD_SAT", "kl": "PGD_TRADES", "cw": "CW∞"}.get(attack.get("loss", "ce"))
+        loss = attack.get("loss", "ce")
+        if loss == "ce":
+            alpha = attack.get("alpha")
+            return "PGD_TRADES" if isinstance(alpha, (int, float)) and abs(alpha - PGD_TRADES_STEP) < 1e-9 else "PGD_SAT"
+        return {"cw": "CW∞"}.get(loss)
+    if kind == "aa" and attack.get("version", "standard") != "standard":
+        return None
     return {"clean": "Clean", "fgsm": "FGSM", "aa": "AA"}.get(kind)
 
 

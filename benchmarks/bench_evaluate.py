@@ -16,6 +16,17 @@ prints torchattacks' AutoAttack (``aa-ta``) on the same images, beside the origi
 
     python benchmarks/bench_evaluate.py [--runs runs/cpu/02_adversarial_training_mnist] [--n 1000]
 
+With ``--cifar CHECKPOINT ...`` it measures the RSLAD table instead, on CIFAR-10 course models (e.g.
+notebook 05's students), on the first ``--n`` pixel-exact test images: advlib's
+``evaluate.rslad_columns`` as notebooks 04 and 05 run it (FGSM, PGD_SAT, PGD_TRADES, CW∞, AutoAttack's
+APGD-CE + APGD-T on every image and the standard AutoAttack completed on the first ``--n-check``)
+against each attack run naively over every image (torchattacks' FGSM and PGD with each column's step,
+PGD on the CW margin with advlib's plain ``attacks.pgd``, the original standard AutoAttack called
+directly on every image). Both sets of accuracies are printed, the standard AutoAttack also on the
+first ``--n-check`` images both ways, with the measured gap of APGD-CE + APGD-T there.
+
+    python benchmarks/bench_evaluate.py --cifar runs/cpu/05_rslad_distillation_cifar10/sat/last.pt [--n 500]
+
 Run it with nothing else busy on the machine: the times are wall-clock.
 """
 from __future__ import annotations
@@ -64,16 +75,103 @@ def naive(model, x, y, eps, alpha, steps, restarts, seed=0):
     return out, secs
 
 
+def naive_rslad(model, x, y, eps, seed=0):
+    """The RSLAD table's attacks, each over every image, as a user calling the libraries directly would.
+    Returns (accuracies, seconds, the per-image AutoAttack mask)."""
+    import torchattacks
+    from pyautoattack import AutoAttack
+
+    from advlib import attacks
+
+    out, secs = {}, {}
+
+    def run(name, fn):
+        t = time.perf_counter()
+        xa = torch.cat([fn(x[i:i + 500], y[i:i + 500]) for i in range(0, len(x), 500)])
+        with torch.no_grad():
+            out[name] = (model(xa).argmax(1) == y).float().mean().item()
+        secs[name] = time.perf_counter() - t
+
+    torch.manual_seed(seed)
+    run("FGSM", torchattacks.FGSM(model, eps=eps))
+    for col in ("PGD_SAT", "PGD_TRADES"):
+        spec = evaluate.parse_attack(evaluate.RSLAD_SPECS[col], eps)
+        run(col, torchattacks.PGD(model, eps=eps, alpha=spec.alpha, steps=spec.steps, random_start=True))
+    cw = evaluate.parse_attack(evaluate.RSLAD_SPECS["CW∞"], eps)
+    run("CW∞", lambda a, b: attacks.pgd(model, a, b, eps, cw.alpha, cw.steps, loss="cw"))
+    t = time.perf_counter()
+    with torch.random.fork_rng():
+        aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu")
+        aa.verbose = False
+        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=500)
+    aa_mask = y_adv == y
+    out["AA"] = aa_mask.float().mean().item()
+    secs["AA"] = time.perf_counter() - t
+    return out, secs, aa_mask
+
+
+def cifar_main(a) -> int:
+    test = data.load("cifar10", "test", source=a.source)
+    x, y = test.tensors(a.n)
+    n_check = min(a.n_check, len(x))
+    print(f"{test.label}, first {len(x)} test images, eps 8/255, the RSLAD table's columns; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads\nadvlib: evaluate.rslad_columns as notebooks 04/05 run it (APGD-CE+T on every "
+          f"image, the standard AutoAttack completed on the first {n_check}); naive: every attack over every image, the "
+          f"standard AutoAttack on all {len(x)}", flush=True)
+    tot = {"advlib": 0.0, "naive": 0.0}
+    for ck in a.cifar:
+        model = train.load_model(ck).to(memory_format=torch.channels_last)
+        torch.manual_seed(0)
+        t = time.perf_counter()
+        ours = evaluate.rslad_columns(model, (x, y), aa_proxy=True, n_aa_check=n_check, progress=False)
+        t_ours = time.perf_counter() - t
+        t = time.perf_counter()
+        theirs, secs, aa_mask = naive_rslad(model, x, y, 8 / 255)
+        t_naive = time.perf_counter() - t
+        tot["advlib"] += t_ours
+        tot["naive"] += t_naive
+        print(f"\n== {ck}: advlib {t_ours:.1f} s (checks included), naive {t_naive:.1f} s, ratio {t_ours / t_naive:.2f}")
+        print(f"   {'column':<22}{'advlib %':>10}{'naive %':>10}{'advlib s':>10}{'naive s':>10}")
+        print(f"   {'Clean':<22}{100 * ours['clean']:>10.2f}{'':>10}{ours['seconds']['Clean']:>10.1f}")
+        for k in ("FGSM", "PGD_SAT", "PGD_TRADES", "CW∞"):
+            print(f"   {k:<22}{100 * ours['robust'][k]:>10.2f}{100 * theirs[k]:>10.2f}{ours['seconds'][k]:>10.1f}"
+                  f"{secs[k]:>10.1f}")
+        print(f"   {'AA: APGD-CE+T / std':<22}{100 * ours['robust']['APGD-CE+T']:>10.2f}{100 * theirs['AA']:>10.2f}"
+              f"{ours['seconds']['APGD-CE+T']:>10.1f}{secs['AA']:>10.1f}")
+        naive_sub = aa_mask[:n_check].float().mean().item()
+        print(f"   {f'AA, first {n_check}':<22}{100 * ours['robust']['AA']:>10.2f}{100 * naive_sub:>10.2f}"
+              f"{ours['seconds']['AA']:>10.1f}")
+        print(f"   {evaluate.WORST:<22}{100 * ours['worst_case']['accuracy']:>10.2f}")
+        g = ours["autoattack_gap"]
+        print(f"   measured gap on the first {g['n']}: APGD-CE+T {100 * g['partial']:.2f}% vs standard {100 * g['standard']:.2f}% "
+              f"({100 * g['gap']:.2f} points); naive standard AutoAttack there: {100 * naive_sub:.2f}%")
+        raised = [f["name"] for f in ours["flags"] if f["raised"]]
+        print(f"   flags: {', '.join(raised) if raised else 'none'}")
+    if not tot["naive"]:
+        return 1
+    print(f"\nTOTAL advlib {tot['advlib']:.1f} s, naive {tot['naive']:.1f} s, ratio {tot['advlib'] / tot['naive']:.2f} "
+          "(goal <= 0.5)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cifar", nargs="+", type=Path, help="CIFAR-10 course checkpoints: measure the RSLAD table instead")
+    p.add_argument("--source", default="exact", help="with --cifar: the test images (exact, full, auto)")
+    p.add_argument("--n-check", type=int, default=200, help="with --cifar: the standard AutoAttack on the first N "
+                   "(the notebooks' setting)")
     p.add_argument("--runs", default="runs/cpu/02_adversarial_training_mnist",
                    help="folder with one sub-folder per model, each holding last.pt")
     p.add_argument("--models", nargs="+", default=list(MODELS))
-    p.add_argument("--n", type=int, default=1000, help="first N test images")
+    p.add_argument("--n", type=int, help="first N test images (default 1000, with --cifar 500)")
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--dataset", default="mnist")
     a = p.parse_args(argv)
+    if a.cifar:
+        a.n = a.n or 500
+        return cifar_main(a)
+    a.n = a.n or 1000
     test = data.load(a.dataset, "test")
     x, y = test.tensors(a.n)
     print(f"{test.label}, first {len(x)} test images, eps {a.eps}, PGD-50x10 step {a.alpha}; "

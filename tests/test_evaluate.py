@@ -25,15 +25,26 @@ def test_robust_below_clean_and_per_attack_sizes(trained_mnist, mnist_sample):
     assert res["n_attack"] == {"FGSM": 300, "PGD-10×2": 100}
     assert res["attacks"]["PGD-10×2"] == {"spec": "pgd-10x2", "name": "PGD-10×2", "kind": "pgd", "eps": 0.1,
                                          "alpha": 0.02, "steps": 10, "restarts": 2, "loss": "ce",
-                                         "random_start": True}
+                                         "random_start": "uniform"}
     assert "| fast_cnn | " in evaluate.format_table({"fast_cnn": res})
 
 
 @pytest.mark.parametrize("spec, name", [("pgd-20", "PGD-20"), ("pgd-50x10", "PGD-50×10"), ("cw-20", "CW∞-20"),
-                                        ("pgd-20-kl", "PGD-TRADES-20"), ("aa", "AutoAttack"), ("fgsm", "FGSM"),
-                                        ("pgd-7-nors", "PGD-7 (no random start)")])
+                                        ("pgd-20-kl", "PGD-KL-20"), ("aa", "AutoAttack"), ("fgsm", "FGSM"),
+                                        ("aa-apgd", "APGD-CE+T"), ("pgd-7-nors", "PGD-7 (no random start)"),
+                                        ("pgd-20@0.003", "PGD-20 (step 0.003)"), ("cw-20@2/255", "CW∞-20 (step 2/255)")])
 def test_attack_specs(spec, name):
     assert evaluate.parse_attack(spec, 8 / 255).name == name
+
+
+def test_a_spec_with_its_own_step_overrides_alpha():
+    assert evaluate.parse_attack("pgd-20@2/255", 8 / 255, alpha=0.01).alpha == pytest.approx(2 / 255)
+    assert evaluate.parse_attack("pgd-20@0.003", 8 / 255).alpha == 0.003
+    assert evaluate.parse_attack("pgd-20", 8 / 255, alpha=0.01).alpha == 0.01
+    with pytest.raises(ValueError, match="step size alpha must be > 0"):
+        evaluate.parse_attack("pgd-20@0", 8 / 255)
+    with pytest.raises(ValueError, match="Unknown attack spec"):
+        evaluate.parse_attack("pgd-20@-1", 8 / 255)
 
 
 def test_bad_specs():
@@ -157,4 +168,4 @@ def test_rslad_columns_use_the_papers_names(trained_mnist, mnist_sample, monkeyp
     monkeypatch.setitem(evaluate.RSLAD_SPECS, "AA", "aa-ta")  # the fast re-implementation, for the test's speed
     res = evaluate.rslad_columns(trained_mnist, mnist_sample[1], eps=0.1, n=60, progress=False, sanity_checks=False)
     assert list(res["robust"]) == ["FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA"]
-    assert res["attacks"]["PGD_SAT"]["alpha"] == evaluate.RSLAD_STEP and res["attacks"]["PGD_SAT"]["steps"] == 20
+    assert set(res["sources"]) == {"Clean", "FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA"} - {"Clean"}

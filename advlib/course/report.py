@@ -68,7 +68,10 @@ def table_blocks(name: str, t: dict, data: Optional[str] = None) -> list:
         cap.append(f"measured on {label}")
     if t.get("note"):
         cap.append(str(t["note"]))
-    return [("h", 3, f"Table: {name}"), ("table", [""] + [str(c) for c in cols], body, "; ".join(cap))]
+    meta = t.get("columns_meta") or {}
+    full = (meta.get("Clean") or {}).get("n")
+    heads = [f"{c} (first {meta[c]['n']})" if full and (meta.get(c) or {}).get("n", full) < full else str(c) for c in cols]
+    return [("h", 3, f"Table: {name}"), ("table", [""] + heads, body, "; ".join(cap))]
 
 
 def values_blocks(values: dict, units: dict) -> list:
