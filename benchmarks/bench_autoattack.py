@@ -36,7 +36,7 @@ def measure(path: Path, test, n: int, n_check: int, eps: float) -> dict:
     part, full = res["autoattack"]["APGD-CE+T"], res["autoattack"]["AutoAttack"]
     secs = {**part["seconds"], **{k: v for k, v in full["seconds"].items() if k not in part["seconds"]}}
     pts = {**part["points"], **{k: v for k, v in full["points"].items() if k not in part["points"]}}
-    per_image_proxy = (secs["apgd-ce"] + secs["apgd-t"]) / res["n_attack"]["APGD-CE+T"]
+    per_image_proxy = (secs.get("apgd-ce", 0.0) + secs.get("apgd-t", 0.0)) / res["n_attack"]["APGD-CE+T"]
     per_image_rest = (secs.get("fab-t", 0.0) + secs.get("square", 0.0)) / res["n_attack"]["AutoAttack"]
     return {"model": str(path), "n": res["n"], "clean": res["clean"], "proxy_all": res["robust"]["APGD-CE+T"],
             "n_check": gap["n"], "proxy": gap["partial"], "standard": gap["standard"], "gap": gap["gap"],
