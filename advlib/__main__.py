@@ -69,6 +69,9 @@ TRAIN_HELP = {
     "eval_samples": "held-out images evaluated (clean, FGSM, PGD) after each epoch",
     "eval_steps": "PGD steps of the per-epoch evaluation",
     "eval_alpha": "PGD step of the per-epoch evaluation (default: eps/4)",
+    "ema_decay": "decay of an exponential moving average of the weights (0: off; 0.995-0.999 in the papers); "
+                 "evaluation then uses the averaged weights",
+    "ema_warmup_epochs": "epochs during which the weight average just copies the weights",
     "monitor_every": "also evaluate on the held-out split every N steps (0: at epoch ends only); saved as the trace",
     "seed": "random seed (same seed, same run)",
     "out_dir": "folder for last.pt, best.pt and metrics.json (checked writable before training)",
@@ -198,8 +201,11 @@ def write_results(res: dict, path: Path, fallback_name: str) -> Optional[Path]:
 
 def cmd_evaluate(a) -> int:
     checkpoint = Path(a.checkpoint)
-    model = tr.load_model(checkpoint, model_name=a.model, device=utils.get_device(a.device))
-    ck_cfg = tr.load_checkpoint(checkpoint).get("config", {})
+    model = tr.load_model(checkpoint, model_name=a.model, device=utils.get_device(a.device), weights=a.weights)
+    ck = tr.load_checkpoint(checkpoint)
+    ck_cfg = ck.get("config", {})
+    # the raw weights of an averaged run are another model: their results and resume state go to their own files
+    stem = checkpoint.stem + ("_raw" if "ema" in ck and model.weights == "raw" else "")
     dataset = a.dataset or models.model_dataset(model.name)
     ev.check_model_fits(model, dataset)  # before loading data and attacking
     eps = a.eps if a.eps is not None else ck_cfg.get("eps", 8 / 255)
@@ -209,19 +215,19 @@ def cmd_evaluate(a) -> int:
         if not n_per_attack:
             raise ValueError("--n-aa limits AutoAttack, which is not among --attacks: add aa or leave out --n-aa.")
     test = data_mod.load(dataset, "test", source=a.source)
-    state = checkpoint.parent / f"eval_{checkpoint.stem}.state.json"  # finished attacks, for a resumed run
+    state = checkpoint.parent / f"eval_{stem}.state.json"  # finished attacks, for a resumed run
     try:
         utils.check_writable_dir(checkpoint.parent)
     except OSError:
-        state = Path(tempfile.gettempdir()) / f"eval_{checkpoint.parent.name}_{checkpoint.stem}.state.json"
+        state = Path(tempfile.gettempdir()) / f"eval_{checkpoint.parent.name}_{stem}.state.json"
     res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n, n_per_attack=n_per_attack,
                       batch_size=a.batch_size, state_path=state)
-    res.update({"kind": "evaluate", "checkpoint": str(checkpoint), "model": model.name})
+    res.update({"kind": "evaluate", "checkpoint": str(checkpoint), "model": model.name, "weights": model.weights})
     # first the results: a folder we cannot write loses nothing
     print(ev.format_table({model.name: res}, with_intervals=True), flush=True)
     print("(accuracy in %, 95% interval in brackets)\n\n" + ev.flags_table({model.name: res}), flush=True)
-    out = write_results(res, Path(a.out) if a.out else checkpoint.parent / f"eval_{checkpoint.stem}.json",
-                        f"eval_{checkpoint.parent.name}_{checkpoint.stem}.json")
+    out = write_results(res, Path(a.out) if a.out else checkpoint.parent / f"eval_{stem}.json",
+                        f"eval_{checkpoint.parent.name}_{stem}.json")
     if out is None:
         print(json.dumps(res, indent=2))
         print("error: could not write the results anywhere (see above); they are printed above as JSON.",
@@ -255,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "then writes it as JSON (eval_best.json for best.pt, beside the checkpoint unless --out).")
     e.add_argument("--checkpoint", required=True, help="an advlib checkpoint, last.pt or best.pt (required)")
     e.add_argument("--model", help="refuse a checkpoint of another model (default: accept any)")
+    e.add_argument("--weights", choices=tr.WEIGHTS, default="auto",
+                   help="which weights of a run trained with weight averaging (--ema-decay): the average (auto, "
+                        "averaged) or the last step's (raw); default: auto")
     e.add_argument("--dataset", choices=data_mod.DATASETS, help="test set (default: the model's data set)")
     e.add_argument("--source", default="auto", choices=data_mod.SOURCES, help="where the data comes from "
                    "(default: auto, the full set or else the shipped sample with a notice)")

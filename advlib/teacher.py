@@ -61,17 +61,26 @@ class Teacher:
         """The model of an advlib checkpoint, refused (with what to do) when it is for another dataset or,
         with ``model_name``, another architecture. With ``cache`` and ``cache_dir``, the soft-label cache
         lives in ``cache_dir/<architecture>-<weights digest>.pt``. A checkpoint from other code: convert it
-        with :func:`advlib.zoo.save_as_checkpoint`."""
-        from . import models, train
+        with :func:`advlib.zoo.save_as_checkpoint`. ``"robustbench:<name>"`` instead of a path: the CIFAR-10
+        L∞ model of RobustBench's model zoo of that name (:func:`advlib.zoo.robustbench_model`), e.g.
+        ``"robustbench:Zhang2019Theoretically"``, TRADES' WRN-34-10."""
+        from . import models, train, zoo
 
-        model = train.load_model(path, model_name=model_name, device=device)
-        if dataset is not None and models.model_dataset(model.name) != dataset:
-            raise ValueError(f"The teacher {path} is a {model.name!r} model for "
-                             f"{models.model_dataset(model.name)}, not {dataset}: pass the checkpoint of a "
-                             f"{dataset} model.")
+        if str(path).startswith(zoo.ROBUSTBENCH):  # a CIFAR-10 model: refused before it is built
+            if dataset not in (None, "cifar10") or model_name not in (None, str(path)):
+                raise ValueError(f"The teacher {path} is a CIFAR-10 model of RobustBench, not "
+                                 f"{'a ' + repr(model_name) + ' model' if model_name else 'one for ' + dataset}: "
+                                 f"pass the checkpoint of a {dataset or model_name} model.")
+            model = zoo.robustbench_model(str(path), device=device)
+        else:
+            model = train.load_model(path, model_name=model_name, device=device)
+            if dataset is not None and models.model_dataset(model.name) != dataset:
+                raise ValueError(f"The teacher {path} is a {model.name!r} model for "
+                                 f"{models.model_dataset(model.name)}, not {dataset}: pass the checkpoint of a "
+                                 f"{dataset} model.")
         teacher = cls(model, cache=cache, source=str(path))
         if cache and cache_dir:
-            teacher.cache_path = Path(cache_dir) / f"{teacher.digest}.pt"
+            teacher.cache_path = Path(cache_dir) / f"{teacher.digest.replace(':', '-')}.pt"  # no ':' in a file name
             teacher._load_cache()
         return teacher
 

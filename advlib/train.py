@@ -2,7 +2,9 @@
 
 ``fit(TrainConfig(...))`` trains, evaluates clean and PGD accuracy on a held-out split each
 epoch, keeps ``last.pt`` and ``best.pt`` (by robust accuracy) in ``cfg.out_dir``, writes
-``metrics.json`` there, and resumes from ``last.pt`` after an interruption with nothing lost
+``metrics.json`` there, keeps an average of the weights when ``cfg.ema_decay`` is set
+(:mod:`advlib.averaging`: monitored each epoch, saved beside the raw weights, what :func:`load_model`
+returns), and resumes from ``last.pt`` after an interruption with nothing lost
 (mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states and
 the position in the epoch are all restored, so a resumed run ends where an uninterrupted one does.
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import attacks, data as data_mod, losses, models, utils
+from . import attacks, averaging, data as data_mod, losses, models, utils
 from .config import TrainConfig  # noqa: F401  (advlib.train.TrainConfig, as before)
 from .teacher import Teacher
 
@@ -157,17 +159,32 @@ def load_checkpoint(path: Any, map_location="cpu") -> dict:
     return ck
 
 
-def load_model(path: Any, model_name: Optional[str] = None, device="cpu") -> models.Classifier:
+WEIGHTS = ("auto", "averaged", "raw")
+
+
+def load_model(path: Any, model_name: Optional[str] = None, device="cpu", weights: str = "auto") -> models.Classifier:
     """Rebuild the model stored in an advlib checkpoint. With ``model_name``, refuse a checkpoint
-    that was trained for another architecture."""
+    that was trained for another architecture.
+
+    ``weights``: ``"auto"`` (the default) gives the averaged weights of a run trained with weight
+    averaging (``TrainConfig.ema_decay``) and the raw weights otherwise; ``"averaged"`` insists on the
+    average; ``"raw"`` gives the last optimiser step's weights. The model's ``weights`` attribute says
+    which it holds."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}; got {weights!r}")
     ck = load_checkpoint(path)
+    if weights == "averaged" and "ema" not in ck:
+        raise ValueError(f"{path} holds no averaged weights: it was trained without weight averaging "
+                         "(ema_decay = 0). Load weights='raw' (or 'auto'), or re-train with ema_decay > 0.")
     stored = ck["model_name"]
     if model_name is not None and model_name != stored:
         raise ValueError(f"Checkpoint {path} holds a {stored!r} model, not {model_name!r}: "
                          f"build get_model({stored!r}) or pick the checkpoint of a {model_name!r} run.")
     cfg = ck.get("config", {})
     model = models.get_model(stored, normalize=bool(cfg.get("normalize", False)))
-    load_state(model, ck["model"], source=str(path))
+    use_average = "ema" in ck and weights != "raw"
+    load_state(model, ck["ema"]["weights"] if use_average else ck["model"], source=str(path))
+    model.weights = "averaged" if use_average else "raw"
     return model.to(device).eval()
 
 
@@ -244,6 +261,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     if world > 1:  # the same weights everywhere (DDP broadcast them); each rank its own attack noise
         torch.manual_seed(cfg.seed * 1000003 + rank * 7919)
     opt = make_optimizer(cfg, model)
+    ema = averaging.averaged(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    evaluated = ema.module if ema is not None else model  # what the monitor scores and best.pt is ranked by
     augment = cfg.augment if cfg.augment is not None else cfg.dataset == "cifar10"
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is the global batch and must be divisible by the number of "
@@ -280,6 +299,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     if ck is not None:
         _check_resumable(cfg, ck, last, state["data"], state.get("teacher"))
         load_state(model, ck["model"], source=str(last))
+        if ema is not None:
+            averaging.load(ema, ck["ema"])
         opt.load_state_dict(ck["optimizer"])
         state.update(ck["state"])
         _set_rng_state(ck["rng"])
@@ -298,6 +319,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     def checkpoint(path: Path, **extra):
         if not utils.is_main():
             return
+        if ema is not None:
+            extra["ema"] = averaging.state(ema)
         save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model_name": getattr(model, "name", cfg.model),
                                "config": cfg.to_dict(), "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "state": dict(state), "rng": _rng_state(), **extra})
@@ -335,6 +358,10 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if ema is not None:
+                if t_epoch < cfg.ema_warmup_epochs:
+                    averaging.restart(ema)
+                ema.update_parameters(model)
             state["global_step"] += 1
             state["step_in_epoch"] = i + 1
             seen += len(yb)
@@ -345,7 +372,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
                             refresh=False)
             if cfg.monitor_every and state["global_step"] % cfg.monitor_every == 0 and i + 1 < steps_this_epoch:
                 state["train_seconds"] += time.perf_counter() - t0  # monitoring is not training time
-                state["trace"].append(monitor(model, state["global_step"] / steps_per_epoch, eps))
+                state["trace"].append(monitor(evaluated, state["global_step"] / steps_per_epoch, eps))
                 model.train()
                 t0 = time.perf_counter()
             if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
@@ -356,7 +383,10 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         bar.close()
         state["train_seconds"] += time.perf_counter() - t0
         loss_sum, correct, seen = utils.all_reduce_sum([loss_sum, correct, seen], device=device)
-        ev = quick_eval(model, hx, hy, cfg.eps, eval_alpha, cfg.eval_steps)
+        ev = quick_eval(evaluated, hx, hy, cfg.eps, eval_alpha, cfg.eval_steps)
+        if ema is not None:  # the raw weights too, to see what averaging adds
+            ev.update({f"raw_{k}": v for k, v in quick_eval(model, hx, hy, cfg.eps, eval_alpha,
+                                                            cfg.eval_steps).items()})
         clean, robust = ev["holdout_clean"], ev["holdout_pgd"]
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_eps": eps,
                "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),

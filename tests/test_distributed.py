@@ -4,8 +4,8 @@ Each run trains a small MNIST net for a few steps on images that carry their own
 pixels, with a training method (registered inside the script) that records which images every
 rank saw at every step. Checked: the ranks of one step together see exactly the images the
 single-process run saw at that step; both ranks end with identical weights, equal to the single
-process's up to float rounding; an interrupted two-process run resumes under torchrun and ends
-where the uninterrupted one does.
+process's up to float rounding, and so do their averages (weight averaging); an interrupted two-process run resumes under torchrun and ends
+where the uninterrupted one does, averaged weights included.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent('''
     ds = data.Dataset(x, torch.randint(0, 10, (n,), generator=g), "mnist", "train", "sample", data.MNIST_CLASSES)
     cfg = TrainConfig(model="fast_cnn", dataset="mnist", method="recorded_fgsm", eps=0.1, epochs=2, batch_size=16,
                       lr=0.05, holdout=64, eval_samples=32, eval_steps=1, checkpoint_every=1, progress=False,
-                      out_dir=os.path.join(out, "run"))
+                      ema_decay=0.8, ema_warmup_epochs=0.5, out_dir=os.path.join(out, "run"))
     utils.init_distributed()
     rank, world = utils.dist_info()
     try:
@@ -58,9 +58,11 @@ SCRIPT = textwrap.dedent('''
     first = train.load_checkpoint(os.path.join(out, "run", "last.pt"))["state"]["global_step"] - len(seen)
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"world": world, "first_step": first, "seen": seen}, f)
-    model = train.load_model(os.path.join(out, "run", "last.pt"))
-    if code == 0:
-        torch.save(model.state_dict(), os.path.join(out, f"weights{rank}.pt"))
+    if code == 0:  # the raw weights and their average
+        last = os.path.join(out, "run", "last.pt")
+        both = {f"{w}.{k}": v for w in ("raw", "averaged")
+                for k, v in train.load_model(last, weights=w).state_dict().items()}
+        torch.save(both, os.path.join(out, f"weights{rank}.pt"))
     utils.close_distributed()
     sys.exit(code)
 ''')
