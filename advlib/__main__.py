@@ -24,7 +24,7 @@ import typing
 from pathlib import Path
 from typing import Optional
 
-from . import data as data_mod, evaluate as ev, losses, models, recipes, train as tr, utils
+from . import checkpoints, data as data_mod, evaluate as ev, losses, models, recipes, train as tr, utils
 from .config import ATTACK_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
 
@@ -149,7 +149,7 @@ def interrupted_message(out_dir: str, no_resume: bool) -> str:
     """What to do after Ctrl-C: the step the last checkpoint in ``out_dir`` resumes from."""
     last = Path(out_dir) / "last.pt"
     try:
-        step = tr.load_checkpoint(last)["state"]["global_step"] if last.exists() else 0
+        step = checkpoints.load_checkpoint(last)["state"]["global_step"] if last.exists() else 0
     except (ValueError, OSError, KeyError):
         step = 0
     again = "the same command without --no-resume" if no_resume else "the same command"
@@ -201,8 +201,8 @@ def write_results(res: dict, path: Path, fallback_name: str) -> Optional[Path]:
 
 def cmd_evaluate(a) -> int:
     checkpoint = Path(a.checkpoint)
-    model = tr.load_model(checkpoint, model_name=a.model, device=utils.get_device(a.device), weights=a.weights)
-    ck = tr.load_checkpoint(checkpoint)
+    model = checkpoints.load_model(checkpoint, model_name=a.model, device=utils.get_device(a.device), weights=a.weights)
+    ck = checkpoints.load_checkpoint(checkpoint)
     ck_cfg = ck.get("config", {})
     # the raw weights of an averaged run are another model: their results and resume state go to their own files
     stem = checkpoint.stem + ("_raw" if "ema" in ck and model.weights == "raw" else "")
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "then writes it as JSON (eval_best.json for best.pt, beside the checkpoint unless --out).")
     e.add_argument("--checkpoint", required=True, help="an advlib checkpoint, last.pt or best.pt (required)")
     e.add_argument("--model", help="refuse a checkpoint of another model (default: accept any)")
-    e.add_argument("--weights", choices=tr.WEIGHTS, default="auto",
+    e.add_argument("--weights", choices=checkpoints.WEIGHTS, default="auto",
                    help="which weights of a run trained with weight averaging (--ema-decay): the average (auto, "
                         "averaged) or the last step's (raw); default: auto")
     e.add_argument("--dataset", choices=data_mod.DATASETS, help="test set (default: the model's data set)")

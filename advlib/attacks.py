@@ -376,7 +376,7 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
 
     torchattacks seeds the global random number generators with ``seed``; they are saved before and
     restored after, so the randomness of the caller's program still follows the caller's own seed."""
-    import torchattacks
+    import torchattacks  # on first use: a second to import, and only this re-implementation needs it
 
     check_inputs(x, y, eps, model=model, n_classes=n_classes)
     if eps == 0:

@@ -48,7 +48,7 @@ def check_attacks(attacks_to_run: Sequence[str]) -> tuple:
 
 def implementation(attacks_to_run: Sequence[str] = STANDARD) -> dict:
     """What produces the numbers: package, version, the sub-attacks run and their iteration counts."""
-    import pyautoattack
+    import pyautoattack  # where AutoAttack runs, so that advlib imports without it (zoo says how to install it)
 
     a = check_attacks(attacks_to_run)
     return {"implementation": "pyautoattack (the original AutoAttack code)", "package_version": pyautoattack.__version__,
@@ -105,7 +105,7 @@ def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, attac
     :func:`continue_from`) and ``save(state)`` make the run resumable: ``save`` is called after every
     chunk of points; calling :func:`run` again with the saved state continues where it stopped.
     """
-    from pyautoattack import AutoAttack
+    from pyautoattack import AutoAttack  # where AutoAttack runs, as in implementation()
 
     to_run = check_attacks(attacks_to_run)
     attacks.check_inputs(x, y, eps, model=model)

@@ -5,6 +5,10 @@
 Method-specific hyper-parameters that only one training method reads (for example a
 distillation temperature) live in ``params``; each method declares them, with their defaults,
 where it is registered (:func:`advlib.losses.register`), so adding a method never edits this file.
+
+This module knows the data sets and the models by name but nothing of the training methods: what a
+method declares is checked with the methods, by :func:`advlib.losses.validate` (which
+:func:`advlib.train.fit` calls), and a method's hyper-parameter is read with :func:`advlib.losses.param`.
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import utils
+import torch
+
+from . import data as data_mod, models, utils
 
 SCHEDULES = ("constant", "multistep", "cosine", "cyclic")
 OPTIMIZERS = ("sgd", "adam")
@@ -129,20 +135,12 @@ class TrainConfig:
             changes["params"] = {**self.params, **(changes["params"] or {})}
         return dataclasses.replace(self, **changes)
 
-    def param(self, name: str) -> Any:
-        """A method-specific hyper-parameter: ``params[name]`` if set, else the method's declared default."""
-        from . import losses
-
-        declared = losses.get_method(self.method).params
-        if name not in declared:
-            raise KeyError(f"method {self.method!r} declares no parameter {name!r} (it declares {sorted(declared)})")
-        return self.params.get(name, declared[name])
-
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and what it accepts for any setting training could not
-        use: every field is checked here, before the first training step, not an epoch into the run."""
-        from . import data as data_mod, losses, models
-
+        use: every field's type and range, the source, device, data set and model, before the first
+        training step, not an epoch into the run. The method (a registered name, the ``params`` it
+        declares, the ``teacher`` it needs) is checked with the methods: :func:`advlib.losses.validate`
+        runs this and those checks, and :func:`advlib.train.fit` runs that."""
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value, args = getattr(self, f.name), typing.get_args(hints[f.name])
@@ -162,8 +160,6 @@ class TrainConfig:
         if self.source not in data_mod.SOURCES:
             raise ValueError(f"source must be one of {data_mod.SOURCES}; got {self.source!r}")
         if self.device != "auto":
-            import torch
-
             try:
                 device = torch.device(self.device)
             except RuntimeError as err:
@@ -178,14 +174,6 @@ class TrainConfig:
             raise ValueError(f"Unknown model {self.model!r}; registered: {', '.join(models.MODELS)}")
         if models.model_dataset(self.model) != self.dataset:
             raise ValueError(f"Model {self.model!r} is for {models.model_dataset(self.model)}, not {self.dataset}.")
-        method = losses.get_method(self.method)
-        unknown = set(self.params) - set(method.params)
-        if unknown:
-            raise ValueError(f"method {self.method!r} has no parameter(s) {sorted(unknown)}; it declares "
-                             f"{sorted(method.params) or 'none'}.")
-        if method.teacher and not self.teacher:
-            raise ValueError(f"method {self.method!r} distils from a teacher: set teacher= to the path of a "
-                             "checkpoint (a last.pt or best.pt of a robust model of this dataset).")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:

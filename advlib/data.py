@@ -316,7 +316,7 @@ def check_mnist_file(path: Path) -> None:
 
 
 def _mnist_full(roots: list[Path], train: bool) -> Optional[Dataset]:
-    import torchvision
+    import torchvision  # on first use: two seconds to import, and the shipped samples need none of it
 
     for r in roots:
         raw = r / "MNIST" / "raw"
@@ -332,6 +332,7 @@ def _mnist_full(roots: list[Path], train: bool) -> Optional[Dataset]:
 
 
 def _cifar_full(roots: list[Path], train: bool) -> Optional[Dataset]:
+    # torchvision on first use, as in _mnist_full
     import torchvision
     from torchvision.datasets.utils import check_integrity
 
@@ -387,7 +388,7 @@ def decode_cifar_jpeg(src: Path, dest: Path) -> Path:
 
     Raises :class:`DataCorruptError` for an archive or image that cannot be read and for a copy
     that does not hold the full set's 50,000 training and 10,000 test images (``CIFAR10_SIZES``)."""
-    from PIL import Image
+    from PIL import Image  # only the JPEG copy of CIFAR-10 needs Pillow
 
     arrays: dict[str, list] = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
 
@@ -455,7 +456,7 @@ def _cifar_jpeg(roots: list[Path], train: bool, progress: bool = True) -> Option
 def _download(name: str, roots: list[Path], train: bool) -> Optional[Dataset]:
     if offline():
         return None
-    import torchvision
+    import torchvision  # on first use, as in _mnist_full
 
     # never into a folder named by ADVLIB_DATA: that is where a machine keeps (often shared) copies to read
     shared = {r.expanduser().resolve() for r in _env_roots()}

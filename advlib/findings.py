@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from . import stats
+from .record import META_KEY
 
 REGISTRY: dict[str, Callable[[dict], list[str]]] = {}
 META = "findings"  # what the summary cell's output carries in its metadata, under record.META_KEY
@@ -43,9 +44,7 @@ def markdown(lines: Sequence[str]) -> str:
 
 def show(run) -> list[str]:
     """Display the findings of ``run`` (a :class:`advlib.record.Run`) as a bullet list and record them."""
-    from IPython.display import Markdown, display
-
-    from .record import META_KEY
+    from IPython.display import Markdown, display  # in a notebook only: advlib imports without IPython
 
     lines = sentences(run.compact())  # what the notebook embeds at its end, so the two can be compared
     run.set(findings=lines)

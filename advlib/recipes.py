@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import losses, tables
 from .config import TrainConfig
 
 
@@ -246,8 +247,6 @@ def table(configs: dict[str, TrainConfig]) -> str:
     """A Markdown table of the hyper-parameters of several runs, one row each; '–' where a run's
     method does not read the setting (as the method declares in :func:`advlib.losses.register`),
     plus the methods' own ``params`` and the teacher when any run has them."""
-    from . import losses, tables
-
     keys = list(TABLE_KEYS)
     keys += [k for k in ("params", "teacher") if any(getattr(c, k) for c in configs.values())]
     if len({c.attack_mode for c in configs.values()}) > 1:
@@ -261,7 +260,7 @@ def table(configs: dict[str, TrainConfig]) -> str:
     def cell(c: TrainConfig, k: str) -> str:
         method = losses.get_method(c.method)
         if k == "params":
-            return ", ".join(f"{p}={fmt(c.param(p))}" for p in method.params) or "–"
+            return ", ".join(f"{p}={fmt(losses.param(c, p))}" for p in method.params) or "–"
         if k == "teacher" and not method.teacher:
             return "–"
         if k not in _ALWAYS and k not in ("teacher", "precision", "channels_last") and k not in method.uses:

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import tables, utils
 from .paths import REPO_ROOT
+from .results import WORST, as_rows
 
 PROFILES = ("smoke", "cpu", "gpu")
 
@@ -129,8 +130,6 @@ def image_set_problems(metrics: Mapping[str, Any]) -> list[str]:
     (every column of an evaluation runs on the first n images, so equal counts mean the same images),
     and a paired test (an entry with a ``"p_value"``) that does not declare the one number of images
     ``"n"`` both its sides were measured on."""
-    from .evaluate import WORST  # the column name only; evaluate is not imported at module load
-
     problems = []
     for name, t in (metrics.get("tables") or {}).items():
         meta = t.get("columns_meta") or {}
@@ -225,9 +224,7 @@ class Run:
         names each row's model and training method, ``{row: {"model": ..., "method": ...}}``.
 
         Raises ValueError if the results were not measured with the same attacks on the same data
-        (record those as separate tables). Returns the rows, as :func:`advlib.evaluate.as_rows`."""
-        from .evaluate import WORST, as_rows
-
+        (record those as separate tables). Returns the rows, as :func:`advlib.results.as_rows`."""
         if not results:
             raise ValueError("results is empty: pass {row name: evaluate.evaluate(...) result}")
         first_name, first = next(iter(results.items()))
@@ -284,7 +281,7 @@ class Run:
         """End of the notebook: save, say where, and embed the compact metrics in the cell's output
         metadata (invisible), so that a committed notebook carries the numbers its prose was written
         from (``tests/test_findings.py`` compares them)."""
-        from IPython.display import display
+        from IPython.display import display  # in a notebook only: advlib imports without IPython
 
         self.save()
         bad = image_set_problems(self.data)

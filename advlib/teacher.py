@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import attacks
+from . import attacks, checkpoints, models, zoo
 
 CACHE_FORMAT = "advlib-teacher-cache-v1"
 
@@ -64,8 +64,6 @@ class Teacher:
         with :func:`advlib.zoo.save_as_checkpoint`. ``"robustbench:<name>"`` instead of a path: the CIFAR-10
         L∞ model of RobustBench's model zoo of that name (:func:`advlib.zoo.robustbench_model`), e.g.
         ``"robustbench:Zhang2019Theoretically"``, TRADES' WRN-34-10."""
-        from . import models, train, zoo
-
         if str(path).startswith(zoo.ROBUSTBENCH):  # a CIFAR-10 model: refused before it is built
             if dataset not in (None, "cifar10") or model_name not in (None, str(path)):
                 raise ValueError(f"The teacher {path} is a CIFAR-10 model of RobustBench, not "
@@ -73,7 +71,7 @@ class Teacher:
                                  f"pass the checkpoint of a {dataset or model_name} model.")
             model = zoo.robustbench_model(str(path), device=device)
         else:
-            model = train.load_model(path, model_name=model_name, device=device)
+            model = checkpoints.load_model(path, model_name=model_name, device=device)
             if dataset is not None and models.model_dataset(model.name) != dataset:
                 raise ValueError(f"The teacher {path} is a {model.name!r} model for "
                                  f"{models.model_dataset(model.name)}, not {dataset}: pass the checkpoint of a "
@@ -134,9 +132,7 @@ class Teacher:
         """Write the cache to ``cache_path`` (atomically) if it grew since it was read or last written."""
         if self.cache_path is None or len(self._store) == self._saved:
             return
-        from .train import save_checkpoint
-
         keys = torch.frombuffer(bytearray(b"".join(self._store)), dtype=torch.uint8).reshape(-1, 16)
-        save_checkpoint(self.cache_path, {"format": CACHE_FORMAT, "source": self.source, "keys": keys,
-                                          "logits": torch.stack(list(self._store.values()))})
+        checkpoints.save_checkpoint(self.cache_path, {"format": CACHE_FORMAT, "source": self.source, "keys": keys,
+                                                      "logits": torch.stack(list(self._store.values()))})
         self._saved = len(self._store)

@@ -3,9 +3,9 @@
 ``fit(TrainConfig(...))`` trains, evaluates clean and PGD accuracy on a held-out split each
 epoch, keeps ``last.pt`` and ``best.pt`` (by robust accuracy) in ``cfg.out_dir``, writes
 ``metrics.json`` there, keeps an average of the weights when ``cfg.ema_decay`` is set
-(:mod:`advlib.averaging`: monitored each epoch, saved beside the raw weights, what :func:`load_model`
-returns), and resumes from ``last.pt`` after an interruption with nothing lost
-(mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states and
+(:mod:`advlib.averaging`: monitored each epoch, saved beside the raw weights, what
+:func:`advlib.checkpoints.load_model` returns), and resumes from ``last.pt`` after an interruption with
+nothing lost (mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states and
 the position in the epoch are all restored, so a resumed run ends where an uninterrupted one does.
 
 It is rank-aware for a later ``torchrun`` + DistributedDataParallel run: each rank trains on
@@ -14,26 +14,23 @@ its own shard of every epoch, metrics are summed over ranks, and only rank 0 log
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
-import pickle
 import random
-import shutil
 import time
-import zipfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from . import attacks, averaging, data as data_mod, losses, models, utils
+from . import attacks, averaging, data as data_mod, evaluate, losses, models, utils
+# load_model, load_checkpoint and save_checkpoint are re-exported here because notebooks, solutions, tests and
+# benchmarks call them as train.load_model, ...; they live in advlib.checkpoints (read by the teacher and the zoo,
+# which sit below the engine)
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, load_model, load_state, save_checkpoint  # noqa: F401
 from .config import TrainConfig  # noqa: F401  (advlib.train.TrainConfig, as before)
 from .teacher import Teacher
-
-CHECKPOINT_FORMAT = "advlib-checkpoint-v1"
-
 
 # Fields that may change between an interrupted run and its resumption.
 RESUME_FREE = {"out_dir", "progress", "device", "checkpoint_every", "extra", "eval_samples", "teacher"}
@@ -85,7 +82,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
                            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- the RNG states in a checkpoint
 
 
 def _rng_state() -> dict:
@@ -106,114 +103,19 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
-def _nbytes(obj: Any) -> int:
-    """Bytes held by the tensors in a nested payload (about the size of its checkpoint)."""
-    if torch.is_tensor(obj):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(_nbytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(v) for v in obj)
-    return 0
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write ``payload`` to ``path`` atomically: an interruption or a failed write (a full disk) never
-    leaves a half-written checkpoint, and the previous ``path`` stays intact. A failed write raises
-    ``OSError`` saying so, how much space is free and what to do."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    try:
-        torch.save(payload, tmp)
-    except (OSError, RuntimeError) as err:  # torch reports a full disk as "enforce fail at inline_container.cc"
-        tmp.unlink(missing_ok=True)
-        free, needed = shutil.disk_usage(path.parent).free, _nbytes(payload)
-        space = f"{free / 2**20:,.0f} MiB free there, the checkpoint needs about {needed / 2**20:,.0f} MiB"
-        full = free < 1.1 * needed + 2**20  # what a full disk leaves once the partial file is removed
-        why = f"the disk is full ({space})" if full else f"the write failed ({err}; {space})"
-        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
-        raise OSError(errno.ENOSPC if full else errno.EIO,
-                      f"Could not write the checkpoint {path}: {why}. Nothing was lost: {kept}. Free some space "
-                      "(or choose another out_dir) and re-run the same command to resume from the last "
-                      "checkpoint.") from err
-    tmp.replace(path)  # atomic: an interruption never leaves a half-written checkpoint
-
-
-def load_checkpoint(path: Any, map_location="cpu") -> dict:
-    """The payload of the advlib checkpoint at ``path`` (loaded with ``weights_only=True``).
-    ``FileNotFoundError`` if there is none; ``ValueError`` naming the file and what to do if it is
-    truncated, damaged, or not an advlib checkpoint."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}. Train first (python -m advlib train ...) "
-                                "or pass the path of an existing last.pt / best.pt.")
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable advlib checkpoint ({type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no details'}): it is truncated, "
-                         "damaged or another kind of file. Copy it again from where it was trained, or re-train "
-                         "(python -m advlib train ... writes last.pt and best.pt).") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an advlib checkpoint (expected format {CHECKPOINT_FORMAT!r}).")
-    return ck
-
-
-WEIGHTS = ("auto", "averaged", "raw")
-
-
-def load_model(path: Any, model_name: Optional[str] = None, device="cpu", weights: str = "auto") -> models.Classifier:
-    """Rebuild the model stored in an advlib checkpoint. With ``model_name``, refuse a checkpoint
-    that was trained for another architecture.
-
-    ``weights``: ``"auto"`` (the default) gives the averaged weights of a run trained with weight
-    averaging (``TrainConfig.ema_decay``) and the raw weights otherwise; ``"averaged"`` insists on the
-    average; ``"raw"`` gives the last optimiser step's weights. The model's ``weights`` attribute says
-    which it holds."""
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {WEIGHTS}; got {weights!r}")
-    ck = load_checkpoint(path)
-    if weights == "averaged" and "ema" not in ck:
-        raise ValueError(f"{path} holds no averaged weights: it was trained without weight averaging "
-                         "(ema_decay = 0). Load weights='raw' (or 'auto'), or re-train with ema_decay > 0.")
-    stored = ck["model_name"]
-    if model_name is not None and model_name != stored:
-        raise ValueError(f"Checkpoint {path} holds a {stored!r} model, not {model_name!r}: "
-                         f"build get_model({stored!r}) or pick the checkpoint of a {model_name!r} run.")
-    cfg = ck.get("config", {})
-    model = models.get_model(stored, normalize=bool(cfg.get("normalize", False)))
-    use_average = "ema" in ck and weights != "raw"
-    load_state(model, ck["ema"]["weights"] if use_average else ck["model"], source=str(path))
-    model.weights = "averaged" if use_average else "raw"
-    return model.to(device).eval()
-
-
-def load_state(model: nn.Module, state: dict, source: str = "checkpoint") -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        name = getattr(model, "name", type(model).__name__)
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        detail = " ".join(lines[1:3])[:300] or lines[0]
-        raise ValueError(f"The weights in {source} do not fit a {name!r} model (a checkpoint of another "
-                         f"model?): {detail}. Name the architecture the checkpoint was trained as.") from None
-
-
 # --------------------------------------------------------------------------- evaluation during training
 
 
 def quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
                batch_size: int = 500) -> dict:
     """Clean, FGSM and PGD accuracy on tensors; ranks split the work when distributed."""
-    from .evaluate import batched_accuracy
-
     rank, world = utils.dist_info()
     x, y = x[rank::world], y[rank::world]
     runs = {"clean": None}
     if eps > 0:
         runs["fgsm"] = lambda m, a, b: attacks.fgsm(m, a, b, eps)
         runs["pgd"] = lambda m, a, b: attacks.pgd(m, a, b, eps, alpha, steps)
-    counts = [batched_accuracy(model, x, y, atk, batch_size) * len(x) for atk in runs.values()]
+    counts = [evaluate.batched_accuracy(model, x, y, atk, batch_size) * len(x) for atk in runs.values()]
     *counts, n = utils.all_reduce_sum(counts + [len(x)], device=x.device)
     out = {f"holdout_{k}": c / n for k, c in zip(runs, counts)}
     out.setdefault("holdout_fgsm", float("nan"))
@@ -234,7 +136,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     """
     if resume not in (True, False, "if_same"):
         raise ValueError(f"resume must be True, False or 'if_same'; got {resume!r}")
-    cfg.validate()
+    losses.validate(cfg)  # the config's fields, and what its method declares
     rank, world = utils.dist_info()
     device = utils.get_device(cfg.device)
     out = Path(cfg.out_dir)

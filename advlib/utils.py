@@ -94,12 +94,13 @@ def progress(iterable: Optional[Iterable] = None, enabled: bool = True, **kw):
     mode = os.environ.get("ADVLIB_PROGRESS", "auto")
     disable = (not enabled) or mode == "off" or not is_main()
     if mode == "text":
+        # which tqdm depends on ADVLIB_PROGRESS, read at each call (tqdm.auto: a widget in a notebook)
         from tqdm import tqdm
         kw.setdefault("mininterval", 10.0)
         kw.setdefault("ascii", True)
         kw.setdefault("ncols", 100)
     else:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # see above
     return tqdm(iterable, disable=disable, **kw)
 
 

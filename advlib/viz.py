@@ -370,7 +370,7 @@ def corruption_examples(x: torch.Tensor, names: Optional[Sequence[str]] = None,
     """One image under each corruption of :mod:`advlib.corruptions` (rows) at each severity (columns), the
     clean image first in every row. ``x``: a batch (N, C, H, W), of which image ``index`` is shown, or one
     image (C, H, W); ``names=None``: every corruption."""
-    from . import corruptions
+    from . import corruptions  # on first use: it imports torchvision (two seconds), which no other figure needs
 
     img = x[index:index + 1] if x.dim() == 4 else x.unsqueeze(0)
     names, severities = corruptions.names_and_severities(names, severities)

@@ -15,14 +15,18 @@ is refused with what to do.
 """
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import os
 import re
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
-from . import models, train
+from . import checkpoints, data, models
 
 # Where known code bases name a module differently from advlib.models (kuangliu/pytorch-cifar's ResNet,
 # used by the AutoAttack, TRADES and RSLAD repositories, calls the stages layer1..layer4).
@@ -57,14 +61,12 @@ def load(path: Union[str, Path], model_name: str, normalize: bool = False, devic
         state = {re.sub(pattern, repl, k): v for k, v in state.items()}
     model = models.get_model(model_name, normalize=normalize)
     state = {("net." + k if not k.startswith(("net.", "normalize.")) else k): v for k, v in state.items()}
-    train.load_state(model, state, source=f"{path} (read as {model_name!r})")
+    checkpoints.load_state(model, state, source=f"{path} (read as {model_name!r})")
     return model.to(device).eval()
 
 
 def autoattack_example_path() -> Path:
     """The example checkpoint the original AutoAttack package ships (``pyautoattack/examples/model_test.pt``)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("pyautoattack")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("The original AutoAttack package is not installed: pip install pyautoattack "
@@ -90,9 +92,9 @@ def save_as_checkpoint(model: models.Classifier, path: Union[str, Path], provena
     """Write a model (from :func:`load`) as an advlib checkpoint, so that it can serve as a teacher
     (``TrainConfig.teacher``) or be evaluated by path; ``provenance`` is stored with it."""
     path = Path(path)
-    train.save_checkpoint(path, {"format": train.CHECKPOINT_FORMAT, "model_name": model.name,
-                                 "config": {"normalize": not isinstance(model.normalize, torch.nn.Identity)},
-                                 "model": model.state_dict(), "state": {}, "provenance": provenance})
+    checkpoints.save_checkpoint(path, {"format": checkpoints.CHECKPOINT_FORMAT, "model_name": model.name,
+                                       "config": {"normalize": not isinstance(model.normalize, torch.nn.Identity)},
+                                       "model": model.state_dict(), "state": {}, "provenance": provenance})
     return path
 
 
@@ -122,7 +124,7 @@ def _robustbench():
     """``robustbench.utils`` (imported on first use: robustbench is an optional extra). ``ImportError``
     saying how to install it when it is missing."""
     try:
-        import robustbench  # noqa: F401
+        import robustbench  # noqa: F401  (on first use: robustbench is the optional extra `zoo`)
     except ImportError as err:
         if isinstance(err, ModuleNotFoundError) and err.name == "robustbench":
             raise ImportError(f"RobustBench models need the robustbench package (an optional extra of advlib): "
@@ -131,12 +133,9 @@ def _robustbench():
         # ``autoattack.state`` (missing from the AutoAttack copies pyautoattack and torchattacks install)
         # and ``pkg_resources`` (gone from setuptools >= 81). The model loader needs neither: import it
         # without running that __init__.
-        import importlib.util
-        import sys
-
         spec = importlib.util.find_spec("robustbench")
         sys.modules["robustbench"] = importlib.util.module_from_spec(spec)
-    try:
+    try:  # robustbench, the optional extra, as above
         from robustbench import utils
         from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel  # noqa: F401
     except ImportError as err:
@@ -150,6 +149,7 @@ def _import_error(err: ImportError) -> ImportError:
 
 
 def _robustbench_entry(name: str, threat_model: str) -> dict:
+    # robustbench: the optional extra, imported (and checked) by _robustbench() first
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
@@ -160,8 +160,6 @@ def _robustbench_entry(name: str, threat_model: str) -> dict:
                          f"{[t.value for t in ThreatModel]}.") from None
     zoo = model_dicts[BenchmarkDataset.cifar_10].get(tm, {})
     if name not in zoo:
-        import difflib
-
         close = difflib.get_close_matches(name, list(zoo), n=5, cutoff=0.5)
         raise ValueError(f"{name!r} is not a CIFAR-10 {threat_model} model of RobustBench's model zoo (robustbench "
                          f"{_robustbench_version()}, {len(zoo)} models"
@@ -171,8 +169,6 @@ def _robustbench_entry(name: str, threat_model: str) -> dict:
 
 
 def _robustbench_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("robustbench")
     except PackageNotFoundError:
@@ -196,8 +192,6 @@ def robustbench_model(name: str, model_dir: Optional[Union[str, Path]] = None, t
 
     ``download``: whether a missing file may be downloaded (default: unless ``ADVLIB_OFFLINE`` is set).
     A missing file that cannot be downloaded raises ``FileNotFoundError`` saying where to put it."""
-    from . import data
-
     utils = _robustbench()
     name = name[len(ROBUSTBENCH):] if name.startswith(ROBUSTBENCH) else name
     entry = _robustbench_entry(name, threat_model)
@@ -205,7 +199,9 @@ def robustbench_model(name: str, model_dir: Optional[Union[str, Path]] = None, t
     ids = entry.get("gdrive_id")
     files = [path] if not isinstance(ids, list) else [Path(f"{path}_m{i}.pt") for i in range(len(ids))]
     timm_name = f"{name.lower().replace('-', '_')}_cifar10_{threat_model.lower()}"
-    import timm  # robustbench lets timm build and fetch some models (into the Hugging Face cache, not model_dir)
+    # a dependency of the optional robustbench, which lets timm build and fetch some models (into the Hugging Face
+    # cache, not model_dir)
+    import timm
 
     in_timm = timm.is_model(timm_name)
     missing = [] if in_timm else [f for f in files if not f.is_file()]

@@ -121,9 +121,9 @@ def test_the_cifar_recipes_name_real_settings():
         cfg = recipes.config(name)
         if losses.get_method(cfg.method).teacher:  # a distillation recipe names its teacher when it is run
             with pytest.raises(ValueError, match="distils from a teacher"):
-                cfg.validate()
+                losses.validate(cfg)
             cfg = cfg.replace(teacher="runs/teacher/last.pt")
-        cfg.validate()
+        losses.validate(cfg)
     assert recipes.config("cifar_rslad_gpu").milestones == (215 / 300, 260 / 300, 285 / 300)
     assert recipes.config("cifar_ard_gpu").milestones == (0.5,)  # the official helper's one decay
     sat = recipes.config("cifar_sat")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from advlib import __main__ as cli, models, train, utils
+from advlib import __main__ as cli, losses, models, train, utils
 
 from .conftest import REPO
 
@@ -59,7 +59,7 @@ def captured_fit(monkeypatch):
     seen = {}
 
     def fit(cfg, resume=True):
-        cfg.validate()
+        losses.validate(cfg)  # as train.fit does
         seen["cfg"], seen["resume"] = cfg, resume
         return {"train_seconds": 0.0, "final": None}
 

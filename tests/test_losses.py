@@ -61,9 +61,9 @@ def test_teacher_reaches_a_distillation_method_through_the_engine(tmp_path, dist
     before = torch.load(teacher_ck, weights_only=True)["model"]
 
     with pytest.raises(ValueError, match="distils from a teacher"):
-        small_cfg(tmp_path, method="toy_distil").validate()
+        losses.validate(small_cfg(tmp_path, method="toy_distil"))
     with pytest.raises(ValueError, match="no parameter"):
-        small_cfg(tmp_path, method="toy_distil", teacher=str(teacher_ck), params={"temp": 2}).validate()
+        losses.validate(small_cfg(tmp_path, method="toy_distil", teacher=str(teacher_ck), params={"temp": 2}))
 
     loads = []
     real_load = Teacher.load.__func__

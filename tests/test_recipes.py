@@ -20,7 +20,7 @@ def test_every_recipe_is_a_valid_config(name):
     cfg = r.config()
     if losses.get_method(cfg.method).teacher:  # distillation recipes name their teacher when they are run
         cfg = r.config(teacher="runs/teacher/last.pt")
-    cfg.validate()
+    losses.validate(cfg)
     assert cfg.method in losses.METHODS and r.title and r.source
     assert recipes.config(name, epochs_scale=0.5).epochs == pytest.approx(cfg.epochs / 2)
     assert recipes.config(name, seed=3).seed == 3

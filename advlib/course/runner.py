@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+import torch
+
 from .. import record, utils
 from .files import (NOTEBOOK_GLOB, cell_source, default_notebooks_dir, find_notebooks, load_status, profile_dir,
                     read_notebook, rel, status_path)
@@ -36,8 +38,6 @@ def source_sha256(path: os.PathLike) -> str:
 
 
 def machine_info() -> dict:
-    import torch
-
     device = "CPU"
     if torch.cuda.is_available():
         n = torch.cuda.device_count()
@@ -143,7 +143,7 @@ def resume_command(profile: str, notebooks_dir: Optional[os.PathLike] = None) ->
 def describe_failure(name: str, src: Path, out: Path, err: BaseException, profile: str,
                      notebooks_dir: Optional[Path]) -> tuple[str, str]:
     """(short error for course.json, message for the terminal)."""
-    from papermill.exceptions import PapermillExecutionError
+    from papermill.exceptions import PapermillExecutionError  # papermill: the optional extra `course`
 
     tail = (f"Executed copy with the full traceback: {rel(out)}\n"
             f"Fix the cause, then run {resume_command(profile, notebooks_dir)} again: it resumes at {name} "
@@ -180,7 +180,7 @@ def run_course(profile: str, notebooks_dir: Optional[os.PathLike] = None, only: 
     "notebooks" (course.json's entries), "message" (the failure message or None), "report"
     ((md, html) paths or None)}``. Does not raise on a failing notebook; raises ValueError for a bad
     profile, no notebooks or an unknown ``only`` name."""
-    import papermill as pm
+    import papermill as pm  # the optional extra `course`: the report side of advlib.course needs none
 
     out = stream or sys.stdout
     record.check_profile(profile)

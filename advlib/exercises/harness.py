@@ -13,6 +13,7 @@ import os
 import traceback
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -296,10 +297,9 @@ def as_number(out) -> Optional[float]:
     if torch.is_tensor(out) and out.numel() == 1:
         return float(out.detach().item())
     try:
-        import numpy as np
         if isinstance(out, np.generic) or (isinstance(out, np.ndarray) and out.size == 1):
             return float(out)
-    except (ImportError, TypeError, ValueError):  # pragma: no cover - no NumPy, or a non-numeric array
+    except (TypeError, ValueError):  # pragma: no cover - a non-numeric array
         pass
     return None
 

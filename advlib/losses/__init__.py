@@ -16,7 +16,9 @@ A method is registered with what it reads::
 and exercise checks read this declaration); ``params`` declares method-specific
 hyper-parameters with their defaults (a run sets them in ``TrainConfig.params``, the method
 reads them with ``ctx.param(name)``); ``teacher=True`` makes the engine load the frozen teacher
-named by ``TrainConfig.teacher`` once and hand it over as ``ctx.teacher``.
+named by ``TrainConfig.teacher`` once and hand it over as ``ctx.teacher``. :func:`validate` checks a
+config against what its method declares (the engine calls it before training), :func:`param` reads a
+method's hyper-parameter of a config.
 
 Adding a method: write ``advlib/losses/<name>.py`` with a registered function (every module of
 this package is imported, so nothing else needs editing), an exercise, its solution and a test.
@@ -32,9 +34,9 @@ import torch
 import torch.nn as nn
 
 from .. import attacks
+from ..config import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..config import TrainConfig
     from ..teacher import Teacher
 
 # Fields of TrainConfig that every method reads through the engine (optimiser, schedule, data...):
@@ -56,7 +58,7 @@ class Context:
 
     def param(self, name: str) -> Any:
         """A method-specific hyper-parameter (``cfg.params``, else the method's declared default)."""
-        return self.cfg.param(name)
+        return param(self.cfg, name)
 
     def step_size(self, default_ratio: float) -> float:
         """The attack step: ``cfg.alpha`` if set (scaled with a ramped ε), else ``default_ratio * eps``."""
@@ -100,8 +102,6 @@ METHODS: dict[str, Method] = {}
 
 def register(name: str, *, uses: tuple[str, ...] = (), params: Optional[dict] = None, teacher: bool = False):
     """Register a training method under ``name`` (see the module docstring)."""
-    from ..config import TrainConfig
-
     fields = set(TrainConfig.__dataclass_fields__)
     unknown = set(uses) - fields
     if unknown:
@@ -122,13 +122,36 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+def param(cfg: TrainConfig, name: str) -> Any:
+    """A method-specific hyper-parameter of the run ``cfg``: ``cfg.params[name]`` if set, else the default that
+    ``cfg.method`` declares. ``KeyError`` if the method declares no such parameter."""
+    declared = get_method(cfg.method).params
+    if name not in declared:
+        raise KeyError(f"method {cfg.method!r} declares no parameter {name!r} (it declares {sorted(declared)})")
+    return cfg.params.get(name, declared[name])
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` saying what to fix for a config training could not use: its fields
+    (:meth:`TrainConfig.validate <advlib.config.TrainConfig.validate>`), then what its method declares: a
+    registered method, only the parameters it declares, and a teacher for a method that distils from one.
+    :func:`advlib.train.fit` calls it before the first training step."""
+    cfg.validate()
+    method = get_method(cfg.method)
+    unknown = set(cfg.params) - set(method.params)
+    if unknown:
+        raise ValueError(f"method {cfg.method!r} has no parameter(s) {sorted(unknown)}; it declares "
+                         f"{sorted(method.params) or 'none'}.")
+    if method.teacher and not cfg.teacher:
+        raise ValueError(f"method {cfg.method!r} distils from a teacher: set teacher= to the path of a "
+                         "checkpoint (a last.pt or best.pt of a robust model of this dataset).")
+
+
 def compute(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
             teacher: Optional["Teacher"] = None, epoch: float = 0.0, **cfg_fields: Any
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run training method ``name`` on one batch, outside the engine (notebooks, exercise checks):
     ``compute("fgsm_weighted", model, x, y, 0.3, mix=0.5)``. ``cfg_fields`` are TrainConfig fields."""
-    from ..config import TrainConfig
-
     cfg = TrainConfig(method=name, eps=eps, **cfg_fields)
     return get_method(name)(Context(model, x, y, eps, cfg, teacher, epoch))
 
