@@ -3,16 +3,19 @@
     python benchmarks/cifar_recipes.py --minutes 6 --out-dir runs/recipes
     python benchmarks/cifar_recipes.py --minutes 6 --only pgd2 nfgsm --seeds 0 1
 
-Every variant starts from notebook 03's SAT recipe (``cifar_sat``: airbench_m, PGD-2 in eval mode,
-one-cycle SGD, bfloat16 + channels-last) and changes one lever: the attack (PGD-2, PGD-3, N-FGSM),
+Every variant starts from notebook 03's SAT recipe as it was before this benchmark chose its attack
+(``cifar_sat`` with PGD-2 in eval mode: airbench_m, one-cycle SGD, bfloat16 + channels-last) and changes
+one lever: the attack (PGD-2, PGD-3, N-FGSM),
 the width of the net (airbench_s / m / l), the batch size. Every run keeps an exponential moving
 average of its weights (``ema_decay``), so that each run gives two points: its raw last weights and
 their average, a paired measurement of weight averaging at no extra training.
 
 **Equal time.** First the seconds per training step of every variant are measured on random
-batches, interleaved (``bench_cifar_levers.step_time``), then each variant trains for as many epochs
-as fit in ``--minutes`` (fractional epochs: the one-cycle schedule is compressed to them). The
-table prints the training minutes each run actually took; a busy machine shows there.
+batches, interleaved (``bench_cifar_levers.step_time``), plus the data loader's seconds per batch
+(crop and flip of real images at that batch size), then each variant trains for as many epochs as
+fit in ``--minutes`` (fractional epochs: the one-cycle schedule is compressed to them). So the runs
+get equal compute whatever else the machine does; the table prints the training minutes each run
+actually took, where another process on the machine shows as minutes above ``--minutes``.
 
 **Evaluation.** Clean and PGD-20 accuracy (the RSLAD table's PGD_SAT column: cross-entropy, step
 2/255, uniform start, ε = 8/255, float32) on the pixel-exact CIFAR-10 test images (1,017 of them:
@@ -41,7 +44,7 @@ from advlib import data, evaluate, models, recipes, stats, train  # noqa: E402
 BASE = "cifar_sat"
 # name -> (what it changes, TrainConfig fields over the base recipe)
 VARIANTS = {
-    "pgd2": ("PGD-2 (cifar_sat as it is)", {}),
+    "pgd2": ("PGD-2 (cifar_sat before this benchmark)", {}),
     "pgd3": ("PGD-3: more attack steps, fewer epochs", {"steps": 3}),
     "nfgsm": ("N-FGSM (noise 2ε, step ε): one step, more epochs", {"method": "n_fgsm"}),
     "small": ("airbench_s: a narrower net, more epochs", {"model": "airbench_s"}),
@@ -51,8 +54,12 @@ VARIANTS = {
 PGD_SAT = "pgd-20@2/255"
 
 
+# the base: cifar_sat with the attack it had before this benchmark (PGD-2); every variant sets its own averaging
+BASE_ATTACK = {"method": "pgd", "steps": 2}
+
+
 def settings(name: str, ema_decay: float) -> dict:
-    return {**recipes.get(BASE).settings, **VARIANTS[name][1], "ema_decay": ema_decay}
+    return {**recipes.get(BASE).settings, **BASE_ATTACK, **VARIANTS[name][1], "ema_decay": ema_decay}
 
 
 def seconds_per_step(names: list[str], ema_decay: float, repeats: int, batches: int) -> dict[str, float]:
@@ -66,6 +73,18 @@ def seconds_per_step(names: list[str], ema_decay: float, repeats: int, batches: 
             times[n].append(step_time(s["model"], cfg_keys, s["precision"], s["channels_last"], batches,
                                       s["batch_size"]) / batches)
     return {n: statistics.median(t) for n, t in times.items()}
+
+
+def loader_seconds_per_step(train_set: data.Dataset, batch_sizes: set[int], batches: int = 20) -> dict[int, float]:
+    """Seconds the training loader takes per batch (random crop and flip, as the recipes train)."""
+    out = {}
+    for b in sorted(batch_sizes):
+        loader = train_set.loader(b, shuffle=True, augment=True, drop_last=True)
+        t0, it = time.perf_counter(), iter(loader)
+        for _ in range(batches):
+            next(it)
+        out[b] = (time.perf_counter() - t0) / batches
+    return out
 
 
 def row_for(res: dict) -> tuple[float, float, int]:
@@ -87,10 +106,14 @@ def main() -> None:
     a = p.parse_args()
 
     test = data.load("cifar10", "test", source="exact")
-    train_n = len(data.load("cifar10", "train", source="auto", verbose=False))
+    train_set = data.load("cifar10", "train", source="auto", verbose=False)
+    train_n = len(train_set)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; base recipe {BASE}; "
           f"{a.minutes:g} training minutes per run; EMA decay {a.ema_decay}")
     per_step = seconds_per_step(a.only, a.ema_decay, repeats=2, batches=a.calibration_steps)
+    loading = loader_seconds_per_step(train_set, {settings(n, a.ema_decay)["batch_size"] for n in a.only})
+    per_step = {n: t + loading[settings(n, a.ema_decay)["batch_size"]] for n, t in per_step.items()}
+    print("seconds per step (training + loading): " + ", ".join(f"{n} {t:.3f}" for n, t in per_step.items()))
     runs = [(n, s) for n in a.only for s in a.seeds] + [(n, 1) for n in a.extra_seeds if n in a.only
                                                           and 1 not in a.seeds]
     rows = []

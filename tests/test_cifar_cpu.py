@@ -127,6 +127,7 @@ def test_the_cifar_recipes_name_real_settings():
     assert recipes.config("cifar_rslad_gpu").milestones == (215 / 300, 260 / 300, 285 / 300)
     assert recipes.config("cifar_ard_gpu").milestones == (0.5,)  # the official helper's one decay
     sat = recipes.config("cifar_sat")
-    assert (sat.model, sat.precision, sat.channels_last, sat.steps) == ("airbench_m", "bf16", True, 2)
+    assert (sat.model, sat.precision, sat.channels_last, sat.method) == ("airbench_m", "bf16", True, "n_fgsm")
+    assert sat.ema_decay > 0  # notebook 03's SAT model (and notebook 05's cpu teacher) is evaluated averaged
     assert recipes.config("cifar_trades_gpu").milestones == (74 / 76,)
     assert models.count_parameters(models.get_model("airbench_m")) < 1_000_000
