@@ -327,3 +327,35 @@ register_attack(
     baseline=True,
     examples=("noise",),
 )
+
+# -- MM, the Minimum-Margin attack (Gao et al., ICML 2022): APGD on the margin to each likely wrong class in turn
+
+_MM = re.compile(r"^mm(\d+)(?:-(\d+))?$")
+
+
+def _parse_mm(text: str, eps: float, alpha: Optional[float]) -> Optional[dict]:
+    m = _MM.match(text)
+    if text == "mm+":  # the paper's MM+ (Sjtubrian/MM-attack mm_attack.py l.192)
+        targets, steps = 9, 100
+    elif m:
+        targets, steps = int(m.group(1)), int(m.group(2) or 20)  # 20 steps: MM3's (mm_attack.py l.180)
+    else:
+        return None
+    if targets < 1 or steps < 1:
+        raise ValueError(f"{text}: the MM attack needs at least one target class and one step (mm3, mm9-100)")
+    name = "MM+" if (targets, steps) == (9, 100) else f"MM{targets}" + (f"-{steps}" if steps != 20 else "")
+    return {"name": name, "steps": steps, "params": {"targets": targets}}
+
+
+register_attack(
+    "mm",
+    forms=(("mmK[-STEPS]", "the Minimum-Margin attack (Gao et al. 2022): APGD on the margin to each of the K most "
+                           "likely wrong classes in turn, STEPS iterations each (default 20); mm3 is the paper's MM3"),
+           ("mm+", "the paper's MM+, mm9-100")),
+    parse=_parse_mm,
+    run=lambda s: ("attacks.minimum_margin", {"eps": s.eps, "steps": s.steps, "targets": s.params["targets"]}),
+    settings=lambda s: {"steps": s.steps, "targets": s.params["targets"]},
+    multi_step=lambda s: True,
+    budget=lambda s: (s.steps, s.params["targets"]),  # more target classes, as many steps: never weaker
+    examples=("mm3-3",),
+)
