@@ -24,7 +24,7 @@ import typing
 from pathlib import Path
 from typing import Optional
 
-from . import checkpoints, data as data_mod, evaluate as ev, losses, models, recipes, train as tr, utils
+from . import attack_registry, checkpoints, data as data_mod, evaluate as ev, losses, models, recipes, train as tr, utils
 from .config import ATTACK_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
 
@@ -268,8 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--source", default="auto", choices=data_mod.SOURCES, help="where the data comes from "
                    "(default: auto, the full set or else the shipped sample with a notice)")
     e.add_argument("--attacks", nargs="+", default=list(ev.DEFAULT_ATTACKS),
-                   help="attack specs: fgsm, pgd-STEPS[xRESTARTS][-kl][-nors][@STEP], cw-STEPS[@STEP], aa, aa-apgd "
-                   "(AutoAttack's APGD-CE + APGD-T), aa-ta, noise; STEP a number or fraction, e.g. pgd-20@2/255 "
+                   help=f"attack specs, any of: {attack_registry.forms_help()} "
                    f"(default: {' '.join(ev.DEFAULT_ATTACKS)})")
     e.add_argument("--eps", type=float, help="L-infinity radius for images in [0,1] (default: the training eps)")
     e.add_argument("--alpha", type=float, help="PGD step size (default: eps/4)")

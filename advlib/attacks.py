@@ -389,6 +389,107 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *
     return torch.cat(out).detach()
 
 
+def minimum_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20,
+                   targets: int = 3, *, rho: float = 0.75, mode: str = "eval") -> torch.Tensor:
+    r"""The Minimum-Margin attack (Gao, Wang, Zhou, Liu, Xie, Niu, Han, Cheng: "Fast and Reliable Evaluation of
+    Adversarial Robustness with Minimum-Margin Attack", ICML 2022), L-infinity.
+
+    For each of the ``targets`` classes the model finds most likely after the true one on the clean image (the
+    most likely first), APGD (Croce & Hein 2020) with ``steps`` iterations ascends the margin
+    :math:`z_t - z_y` to that class, each target only on the images no earlier target fooled. MM3 (3 targets,
+    20 steps) is the paper's cheap evaluation, MM+ (9 targets, 100 steps) its strong one.
+
+    As in the authors' code (Sjtubrian/MM-attack, commit 0a9883e): ``attack_generator.py`` l.356-421 (the
+    loop over the targets on the images still robust, one target class at a time, APGD with ``n_iter=steps``,
+    ``rho=.75``), ``attack_apgd.py`` l.619-623 (the loss: the margin, not normalised), l.688 (the target: the
+    ``(i+2)``-th largest clean logit, the ``i``-th most likely wrong class of an image classified correctly),
+    l.161-170 and l.214-458 (APGD on L∞: a start at :math:`x + \varepsilon u/\|u\|_\infty`, ``u`` uniform in
+    [-1, 1]; a first step of 2ε, then momentum 0.75; checkpoints after 22% of the steps, each interval 3% of
+    the steps shorter than the last but at least 6%, at which the step of an image is halved and its iterate
+    reset to its best one when at most ``rho`` of the steps since the last checkpoint raised its loss, or when
+    its best loss did not improve since a checkpoint that left its step alone), ``mm_attack.py`` l.180 and
+    l.192 (MM3 and MM+). Differences: the random state is the caller's (the authors' code reseeds the global
+    generator); the first checkpoint counts the first step's rise against the start (theirs against an unwritten
+    zero); an image that no target fooled gets its iterate of highest margin over the targets (theirs: the
+    clean image).
+
+    An image is kept at the first iterate that fools the model, so the evaluation's count of the images that
+    survive is the attack's own. ``targets``: from 1 to the number of classes minus one.
+    """
+    model = unwrap(model)
+    check_inputs(x, y, eps, steps=steps, model=model)
+    classes = n_outputs(model, x) if len(x) else None
+    if (not isinstance(targets, numbers.Integral) or isinstance(targets, bool) or targets < 1
+            or (classes is not None and targets >= classes)):
+        raise ValueError(f"targets must be an integer from 1 to the number of classes minus one"
+                         f"{f' ({classes - 1})' if classes else ''}; got {targets!r}.")
+    if not (_real(rho) and 0 < rho <= 1):
+        raise ValueError(f"rho must be a number in (0, 1]; got {rho!r}.")
+    x = x.detach()
+    if eps == 0 or len(x) == 0:
+        return x.clone()
+    with model_mode(model, mode), frozen(model):
+        with torch.no_grad():
+            logits = model(x)
+        wrong = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+        order = wrong.argsort(1, descending=True)[:, :targets]  # the most likely wrong classes, most likely first
+        out = x.clone()
+        fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        best = torch.full((len(x),), float("-inf"), device=x.device)
+        for t in range(targets):
+            todo = (~fooled).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            x_t, hit, margin_t = _apgd_margin(model, x[todo], y[todo], order[todo, t], eps, steps, rho)
+            keep = hit | (margin_t > best[todo])
+            out[todo[keep]] = x_t[keep]
+            best[todo] = torch.maximum(best[todo], margin_t)
+            fooled[todo[hit]] = True
+    return out
+
+
+def _apgd_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, eps: float, steps: int,
+                 rho: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """APGD (L∞) on the margin ``z_target - z_y`` (see :func:`minimum_margin`), inside the caller's
+    ``model_mode`` and ``frozen``: (per image the first iterate that fooled the model, else the one of highest
+    margin; whether one fooled it; the highest margin)."""
+    def objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return logits.gather(1, target[:, None]).squeeze(1) - logits.gather(1, labels[:, None]).squeeze(1)
+
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    u = torch.empty_like(x).uniform_(-1, 1)
+    x_cur = project(x + eps * u / u.flatten(1).abs().amax(1).clamp_min(1e-12).view(shape), x, eps)
+    g, loss, logits = input_gradient(model, x_cur, y, objective)
+    fooled = logits.argmax(1) != y
+    x_fool, x_best, g_best, loss_best = x_cur.clone(), x_cur.clone(), g.clone(), loss.clone()
+    step = torch.full((len(x),) + (1,) * (x.dim() - 1), 2.0 * eps, dtype=x.dtype, device=x.device)
+    x_prev, losses = x_cur, [loss]
+    interval, since = max(int(0.22 * steps), 1), 0
+    shorter, shortest = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    best_at_check, halved_at_check = loss_best.clone(), torch.ones_like(fooled)
+    for i in range(steps):
+        a = 0.75 if i > 0 else 1.0  # momentum from the second step on
+        z = project(x_cur + step * g.sign(), x, eps)
+        x_prev, x_cur = x_cur, project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), x, eps)
+        g, loss, logits = input_gradient(model, x_cur, y, objective)
+        hit = (logits.argmax(1) != y) & ~fooled
+        x_fool[hit] = x_cur[hit]
+        fooled |= hit
+        losses.append(loss)
+        up = loss > loss_best
+        x_best[up], g_best[up], loss_best[up] = x_cur[up], g[up], loss[up]
+        since += 1
+        if since == interval:  # a checkpoint
+            rises = sum((losses[-j] > losses[-j - 1]).float() for j in range(1, interval + 1))
+            halve = (rises <= interval * rho) | (~halved_at_check & (best_at_check >= loss_best))
+            halved_at_check, best_at_check = halve, loss_best.clone()
+            step[halve] /= 2
+            x_cur = torch.where(halve.view(shape), x_best, x_cur)
+            g = torch.where(halve.view(shape), g_best, g)
+            interval, since = max(interval - shorter, shortest), 0
+    return torch.where(fooled.view(shape), x_fool, x_best), fooled, loss_best
+
+
 def eps_ok(x_adv: torch.Tensor, x: torch.Tensor, eps: float, tol: float = 1e-6) -> bool:
     """True if x_adv is in the eps-ball around x and in [0,1]."""
     return bool((x_adv - x).abs().max() <= eps + tol and x_adv.min() >= 0 and x_adv.max() <= 1)

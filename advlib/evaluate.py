@@ -1,24 +1,9 @@
 """Clean and robust accuracy of a model for a list of named attacks, with the bookkeeping a reviewer expects.
 
-Attacks are named by short specs::
-
-    "fgsm"          FGSM
-    "pgd-20"        PGD, 20 steps, uniform random start (cross-entropy)
-    "pgd-50x10"     PGD, 50 steps, 10 restarts
-    "pgd-20-nors"   PGD without random start
-    "pgd-20@0.003"  PGD with its own step size (a number or a fraction: "pgd-20@2/255")
-    "pgd-20-kl"     PGD on TRADES' KL term from x + 0.001·N(0, 1) (TRADES' *training* attack; weak as an
-                    evaluation: on natural models its gradient vanishes at the start. Not a column of the
-                    RSLAD table: see :data:`RSLAD_SPECS` for the paper's PGD_SAT and PGD_TRADES)
-    "cw-20"         PGD on the CW margin (the CW-infinity column)
-    "aa"            AutoAttack, standard version, the authors' original code (pyautoattack)
-    "aa-apgd"       the first two attacks of the standard version only (APGD-CE, APGD-T), same code and
-                    settings: a cheaper stand-in whose gap to "aa" is measured (see :func:`rslad_columns`)
-    "aa-ta"         AutoAttack as re-implemented by torchattacks (10 iterations where the original runs 100)
-    "noise"         random sign noise of size eps (a baseline, not an attack)
-
-The step size is the spec's own (``@step``) if it has one, else ``alpha`` if given, else eps/4 (2/255
-at eps 8/255).
+Attacks are named by short specs, e.g. ``"fgsm"``, ``"pgd-20"``, ``"pgd-50x10"``, ``"pgd-20@2/255"`` (a step
+of its own), ``"cw-20"`` (PGD on the CW margin), ``"aa"`` (AutoAttack, the original code), ``"noise"``. Each
+family of specs (its grammar, what runs, its bookkeeping, its settings, the paper's column it reproduces) is
+declared once in :mod:`advlib.attack_registry`; ``python -m advlib evaluate --help`` lists every spelling.
 
 :func:`evaluate` is an orchestrator over those attacks (as AutoAttack is over its own):
 
@@ -42,17 +27,16 @@ at eps 8/255).
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 
-from . import attacks, autoattack, checks, data as data_mod, models, stats, utils
+from . import attack_registry, attacks, autoattack, checks, data as data_mod, models, reference, stats, utils
 # The result tables live in advlib.results (record and course use them without the evaluation); re-exported here
 # because notebooks, tests and the CLI call them as evaluate.percent_table, evaluate.format_table, ...
 from .results import (WORST, as_rows, counts, flags_table, format_table, gap_table, intervals,  # noqa: F401
@@ -64,9 +48,11 @@ STATE_FORMAT = "advlib-evaluation-state-v2"  # v2: per-spec steps, PGD_TRADES on
 
 @dataclass
 class AttackSpec:
+    """One attack of an evaluation, as :func:`parse_attack` reads its spec; its family
+    (:mod:`advlib.attack_registry`) says what runs it, what it records and which paper column it measures."""
     spec: str
     name: str
-    kind: str  # fgsm | pgd | aa | noise
+    kind: str  # the family's kind: fgsm | pgd | aa | noise | ... (attack_registry.FAMILIES)
     eps: float
     alpha: Optional[float] = None
     steps: int = 1
@@ -75,88 +61,63 @@ class AttackSpec:
     random_start: bool = True
     implementation: str = ""  # for "aa": "original" (pyautoattack) or "torchattacks"
     subattacks: tuple = ()  # for the original "aa": which of AutoAttack's standard attacks run, in order
+    params: dict = field(default_factory=dict)  # a family's own settings, beyond the fields above
+
+    @property
+    def family(self) -> attack_registry.Family:
+        return attack_registry.family(self.kind)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The adversarial images, as each attack computes them on its own (no bookkeeping)."""
-        if self.kind == "fgsm":
-            return attacks.fgsm(model, x, y, self.eps)
-        if self.kind == "pgd":
-            return attacks.pgd(model, x, y, self.eps, self.alpha, self.steps, random_start=self.random_start,
-                               restarts=self.restarts, loss=self.loss)
-        if self.kind == "aa" and self.implementation == "torchattacks":
-            return attacks.autoattack(model, x, y, self.eps)
-        if self.kind == "noise":
-            return attacks.random_noise(model, x, y, self.eps)
-        raise ValueError(f"{self.spec}: the original AutoAttack is run through advlib.autoattack.run, "
-                         "which returns which images it broke")
+        fn, kw = _function(self)
+        if fn is autoattack.run:
+            raise ValueError(f"{self.spec}: the original AutoAttack is run through advlib.autoattack.run, "
+                             "which returns which images it broke")
+        return fn(model, x, y, **kw)
 
     def settings(self) -> dict:
-        d = asdict(self)
-        if self.kind != "pgd":
-            for k in ("alpha", "steps", "restarts", "loss", "random_start"):
-                d.pop(k)
-        else:
-            d["random_start"] = _start_name(self.loss, self.random_start)
-        d.pop("subattacks")
-        if self.kind != "aa":
-            d.pop("implementation")
-        elif self.implementation == "original":
-            d.update(autoattack.implementation(self.subattacks))
-        else:
-            import torchattacks  # on first use, as in attacks.autoattack: a second to import
-
-            d.update(package_version=torchattacks.__version__, version="standard",
-                     iterations="torchattacks' defaults (10 iterations for APGD, APGD-T and FAB)")
+        """What metrics.json records of this attack: ``spec``, ``name``, ``kind``, ``eps``, then its family's
+        settings and provenance (package and version of what produced the numbers)."""
+        d = {"spec": self.spec, "name": self.name, "kind": self.kind, "eps": self.eps}
+        d.update(self.family.settings(self))
+        made_by = self.family.provenance(self) if self.family.provenance else None
+        if made_by:
+            d.update(_resolve(made_by[0])(**made_by[1]))
         return d
 
 
-_PGD = re.compile(r"^(pgd|cw)-(\d+)(?:x(\d+))?((?:-kl|-nors)*)(?:@(\d*\.?\d+(?:/\d*\.?\d+)?))?$")
-LOSS_NAMES = {"ce": "PGD", "cw": "CW∞", "kl": "PGD-KL"}
+# The modules whose functions a registration names (attack_registry names them, being below them in the layers)
+_MODULES = {"attacks": attacks, "autoattack": autoattack}
 
 
-def _start_name(loss: str, random_start) -> str:
-    """How a PGD spec starts: "uniform" in the ε-ball, "normal" (x + 0.001·N(0, 1)) or "none"."""
-    if random_start is True:
-        return "normal" if loss == "kl" else "uniform"
-    return random_start or "none"
+def _resolve(name: str) -> Callable:
+    """The function ``"module.function"`` of advlib that a registration names."""
+    module, _, fn = name.partition(".")
+    if module not in _MODULES or not callable(getattr(_MODULES[module], fn, None)):
+        raise ValueError(f"an attack registration names {name!r}, which is not a function of "
+                         f"advlib.{' or advlib.'.join(_MODULES)}")
+    return getattr(_MODULES[module], fn)
 
 
-def _step(text: str) -> float:
-    num, _, den = text.partition("/")
-    return float(num) / float(den) if den else float(num)
+def _function(spec: AttackSpec) -> tuple[Callable, dict]:
+    """The function that runs ``spec`` and its keyword arguments (besides model, x, y)."""
+    name, kw = spec.family.run(spec)
+    return _resolve(name), kw
+
+
+def _runs_original_autoattack(spec: AttackSpec) -> bool:
+    """Whether ``spec`` runs through advlib.autoattack.run (sub-attack by sub-attack, resumable)."""
+    return _function(spec)[0] is autoattack.run
 
 
 def parse_attack(spec: str, eps: float, alpha: Optional[float] = None) -> AttackSpec:
-    """Turn a short spec (see the module docstring) into an :class:`AttackSpec`."""
-    s = spec.lower().strip()
+    """Turn a short spec (:func:`advlib.attack_registry.forms_help`) into an :class:`AttackSpec`. ``alpha``: the
+    step of a spec that takes one and does not give its own (default: eps/4)."""
     attacks.check_settings(eps, attacks.NOT_GIVEN if alpha is None else alpha)
-    if s == "fgsm":
-        return AttackSpec(spec, "FGSM", "fgsm", eps)
-    if s in ("aa", "autoattack"):
-        return AttackSpec(spec, "AutoAttack", "aa", eps, implementation="original", subattacks=autoattack.STANDARD)
-    if s == "aa-apgd":
-        return AttackSpec(spec, "APGD-CE+T", "aa", eps, implementation="original", subattacks=autoattack.APGD)
-    if s == "aa-ta":
-        return AttackSpec(spec, "AutoAttack (torchattacks)", "aa", eps, implementation="torchattacks")
-    if s == "noise":
-        return AttackSpec(spec, "Random noise", "noise", eps)
-    m = _PGD.match(s)
-    if not m:
-        raise ValueError(f"Unknown attack spec {spec!r}. Use fgsm, pgd-STEPS[xRESTARTS][-kl][-nors][@STEP], "
-                         "cw-STEPS[@STEP], aa, aa-apgd, aa-ta or noise (STEP: a number or a fraction, e.g. @2/255).")
-    family, steps, restarts, flags = m.group(1), int(m.group(2)), int(m.group(3) or 1), m.group(4) or ""
-    loss = "cw" if family == "cw" else ("kl" if "-kl" in flags else "ce")
-    name = LOSS_NAMES[loss] + f"-{steps}" + (f"×{restarts}" if restarts > 1 else "")
-    if "-nors" in flags:
-        name += " (no random start)"
-    if m.group(5):
-        alpha = _step(m.group(5))
-        attacks.check_settings(alpha=alpha)
-        name += f" (step {m.group(5)})"
-    if alpha is None:
-        alpha = eps / 4 if eps > 0 else 1 / 255  # at eps 0 the step is irrelevant but must be valid
-    return AttackSpec(spec, name, "pgd", eps, alpha, steps, restarts, loss,
-                      "-nors" not in flags)
+    fields = attack_registry.parse(spec, eps, alpha)
+    if fields.get("alpha") is not None:  # a step of the spec's own ("@STEP")
+        attacks.check_settings(alpha=fields["alpha"])
+    return AttackSpec(**fields)
 
 
 def batched_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -196,7 +157,9 @@ def robust_mask(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Te
                 batch_size: int = 500, bar=None, aa_state: Optional[dict] = None,
                 save: Optional[Callable[[dict], None]] = None, aa_prior: Optional[dict] = None) -> tuple[torch.Tensor, dict]:
     """Per image, whether it survives ``spec``; only ``candidates`` (a boolean mask, usually the images
-    classified correctly) are attacked, the others count as broken. Returns ``(mask, info)``.
+    classified correctly) are attacked, the others count as broken. Returns ``(mask, info)``. The attack runs
+    with its family's ``until_fooled`` keywords (:mod:`advlib.attack_registry`), or, for the original
+    AutoAttack, through :func:`advlib.autoattack.run`, whose ``info`` says what each sub-attack broke.
 
     ``aa_prior``: the info of a finished run of AutoAttack's first sub-attacks over at least these
     candidates (in the same order); an original-AutoAttack spec then starts from it and runs only the
@@ -204,25 +167,23 @@ def robust_mask(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Te
     idx = candidates.nonzero().squeeze(1)
     robust = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     info: dict = {}
-    if spec.kind == "aa" and spec.implementation == "original":
+    fn, kw = _function(spec)
+    if fn is autoattack.run:
         if aa_prior is not None and not (aa_state or {}).get("robust"):
             start = autoattack.continue_from(aa_prior, len(idx))
             if aa_state is None:
                 aa_state = start
             else:
                 aa_state.update(start)
-        rob, info = autoattack.run(model, x[idx], y[idx], spec.eps, attacks_to_run=spec.subattacks, chunk=batch_size,
-                                   state=aa_state, save=save)
+        rob, info = autoattack.run(model, x[idx], y[idx], chunk=batch_size, state=aa_state, save=save, **kw)
         robust[idx] = rob
         if bar is not None:
             bar.update(len(x))
         return robust, info
-    if spec.kind == "pgd":
-        def attack(m, a, b):
-            return attacks.pgd(m, a, b, spec.eps, spec.alpha, spec.steps, random_start=spec.random_start,
-                               restarts=spec.restarts, loss=spec.loss, stop_on_success=True)
-    else:
-        attack = spec
+    kw = {**kw, **spec.family.until_fooled}  # e.g. PGD: keep an image at the first iterate that fools the model
+
+    def attack(m, a, b):
+        return fn(m, a, b, **kw)
     if len(idx):
         robust[idx] = correct_mask(model, x[idx], y[idx], attack, batch_size)
     if bar is not None:
@@ -364,7 +325,7 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
     worst = worst_case(masks, n_of)
     if worst:
         result["worst_case"] = worst
-    if len(infos) and any(s.kind == "aa" for s in specs):
+    if len(infos) and any(_runs_original_autoattack(s) for s in specs):
         gap = autoattack_gap(specs, masks, infos, n_of)
         if gap:
             result["autoattack_gap"] = gap
@@ -395,10 +356,10 @@ def worst_case(masks: dict[str, torch.Tensor], n_of: dict[str, int]) -> Optional
 def _aa_prior(spec: AttackSpec, specs: list[AttackSpec], infos: dict, n_of: dict) -> Optional[dict]:
     """The info of a finished run of AutoAttack's first sub-attacks that ``spec`` (an original AutoAttack
     run on at most as many images) can start from, if the evaluation has one."""
-    if spec.kind != "aa" or spec.implementation != "original":
+    if not _runs_original_autoattack(spec):
         return None
     for s in specs:
-        if (s is not spec and s.name in infos and s.kind == "aa" and s.implementation == "original"
+        if (s is not spec and s.name in infos and _runs_original_autoattack(s)
                 and len(s.subattacks) < len(spec.subattacks) and spec.subattacks[:len(s.subattacks)] == s.subattacks
                 and n_of[s.name] >= n_of[spec.name] and infos[s.name].get("broken_at") is not None):
             return infos[s.name]
@@ -409,7 +370,7 @@ def autoattack_gap(specs: list[AttackSpec], masks: dict, infos: dict, n_of: dict
     """When an evaluation ran AutoAttack's first sub-attacks (``aa-apgd``) and the standard version on
     (the first) fewer images, both on those same images: ``{"n", "partial", "standard", "partial_attack",
     "gap" (partial − standard, a fraction), "broken_by" (the standard run's count per sub-attack)}``."""
-    orig = [s for s in specs if s.kind == "aa" and s.implementation == "original" and s.name in masks]
+    orig = [s for s in specs if _runs_original_autoattack(s) and s.name in masks]
     full = [s for s in orig if tuple(s.subattacks) == autoattack.STANDARD]
     part = [s for s in orig if s not in full]
     if not full or not part:
@@ -445,13 +406,14 @@ def _check_logits(model: nn.Module, x: torch.Tensor) -> None:
 
 
 def _multi_step(s: AttackSpec) -> bool:
-    return s.kind == "aa" or (s.kind == "pgd" and s.steps * s.restarts > 1)
+    return s.family.multi_step(s)
 
 
 def _weak_attack_flags(specs: list[AttackSpec], masks: dict) -> list[checks.Flag]:
-    """A multi-step attack must not leave more images correct than FGSM, nor than fewer steps of its own
-    family (same objective, start and step), on the same images: the weakest of them against FGSM, and
-    within each family the more-step run against the fewer-step one."""
+    """A multi-step attack must not leave more images correct than FGSM, nor than less work of its own
+    family (its registration's ``budget``: for PGD, fewer steps with the same objective, start and step), on
+    the same images: the weakest of them against FGSM, and within each family the run with more work against
+    the one with less."""
     flags = []
     ran = [s for s in specs if s.name in masks]
     fg = next((s for s in ran if s.kind == "fgsm"), None)
@@ -463,14 +425,15 @@ def _weak_attack_flags(specs: list[AttackSpec], masks: dict) -> list[checks.Flag
         weakest = max(multi, key=lambda s: acc(s, k_of[s.name]) - acc(fg, k_of[s.name]))
         k = k_of[weakest.name]
         flags.append(checks.weaker_than(acc(weakest, k), acc(fg, k), k, weakest.name, fg.name))
-    families: dict[tuple, list[AttackSpec]] = {}
+    families: dict[tuple, list[tuple[int, AttackSpec]]] = {}
     for s in ran:
-        if s.kind == "pgd":
-            families.setdefault((s.loss, _start_name(s.loss, s.random_start), s.alpha), []).append(s)
+        if s.family.budget is not None:
+            same, work = s.family.budget(s)
+            families.setdefault((s.kind, same), []).append((work, s))
     for fam in families.values():
-        fam = sorted(fam, key=lambda s: s.steps * s.restarts)
-        for few, more in zip(fam, fam[1:]):
-            if few.steps * few.restarts < more.steps * more.restarts:
+        fam = sorted(fam, key=lambda ws: ws[0])
+        for (w_few, few), (w_more, more) in zip(fam, fam[1:]):
+            if w_few < w_more:
                 k = min(len(masks[few.name]), len(masks[more.name]))
                 flags.append(checks.weaker_than(masks[more.name][:k].float().mean().item(),
                                                 masks[few.name][:k].float().mean().item(), k, more.name, few.name))
@@ -503,26 +466,25 @@ def _sanity_checks(model, x, y, specs, clean, masks, result, batch_size, n_check
     ref_mask = ref_mask[:k]
     acc_ref = ref_mask.float().mean().item()
     # accuracy at 2ε must not be higher
-    big = AttackSpec(ref.spec, ref.name, "pgd", min(1.0, 2 * eps), min(1.0, 2 * ref.alpha), ref.steps, ref.restarts,
-                     ref.loss, ref.random_start)
+    big = replace(ref, eps=min(1.0, 2 * eps), alpha=min(1.0, 2 * ref.alpha))
     at2, _ = robust_mask(big, model, xs, ys, cs, batch_size)
     flags.append(checks.monotone_in_eps(acc_ref, at2.float().mean().item(), k, eps))
     # twice the steps, on the images the reference PGD left correct
-    more = AttackSpec(ref.spec, ref.name, "pgd", eps, ref.alpha, 2 * ref.steps, ref.restarts, ref.loss,
-                      ref.random_start)
+    more = replace(ref, steps=2 * ref.steps)
     still, _ = robust_mask(more, model, xs, ys, ref_mask, batch_size)
     flags.append(checks.converged(acc_ref, still.float().mean().item(), k, ref.name))
     # FGSM against noise of the same size, and against clean accuracy. Both need FGSM run naively over every
     # image: the FGSM column counts an image wrong when clean as broken, which hides label leaking (FGSM
     # turning wrong predictions into right ones) and makes FGSM look stronger than noise run the same way.
-    m = len(masks["FGSM"]) if "FGSM" in masks else k
+    fg = next((s for s in specs if s.kind == "fgsm" and s.name in masks), None)
+    m = len(masks[fg.name]) if fg is not None else k
     fgsm = correct_mask(model, x[:m], y[:m], parse_attack("fgsm", eps), batch_size)
     noise = correct_mask(model, x[:m], y[:m], parse_attack("noise", eps), batch_size)
     flags.append(checks.fgsm_vs_noise(fgsm.float().mean().item(), noise.float().mean().item(), m))
     flags.append(checks.label_leaking(fgsm.float().mean().item(), clean[:m].float().mean().item(), m))
     flags.extend(_weak_attack_flags(specs, masks))
     # cross-entropy PGD against the worst case over the other attacks, on the images all of them saw
-    others = [s.name for s in specs if s.kind not in ("noise",) and s.name != ref.name and s.name in masks]
+    others = [s.name for s in specs if not s.family.baseline and s.name != ref.name and s.name in masks]
     if ref.name in masks and others:
         common = min(len(masks[ref.name]), *(len(masks[o]) for o in others))
         worst = torch.stack([masks[o][:common] for o in others]).all(0)
@@ -550,37 +512,16 @@ def _sanity_checks(model, x, y, specs, clean, masks, result, batch_size, n_check
 
 # --------------------------------------------------------------------------- the RSLAD paper's columns
 
-# Zi et al. (ICCV 2021), Table 2, at ε = 8/255, each column defined as the papers' own evaluation code
-# defines it (file and line; the snapshots read: zibojia/RSLAD c40e04f, yaodongyu/TRADES 6e8e11b,
-# MadryLab/cifar10_challenge f15682d):
-# * PGD_SAT, the attack of SAT (Madry et al.): 20 steps of 2/255 on the cross-entropy from a uniform start
-#   in the ε-ball. cifar10_challenge config.json l.26-30 (epsilon 8, step_size 2.0, random_start true,
-#   loss_func xent, on the 0-255 scale), pgd_attack.py l.47 (uniform start) and l.56 (signed step);
-#   20 steps as in its README's white-box table (l.42: "20-step PGD on the cross-entropy loss").
-# * PGD_TRADES, the attack of TRADES' evaluation: 20 steps of 0.003 on the cross-entropy from a uniform
-#   start. TRADES pgd_attack_cifar10.py l.20-28 (num-steps 20, step-size 0.003, random start), l.63-65
-#   (uniform start), l.72 (cross-entropy); the RSLAD code evaluates its students with the same attack at
-#   8/255 (resnet18_rslad_cifar10.py l.72, rslad_loss.py l.8-18). TRADES' script uses epsilon 0.031; we keep
-#   the table's 8/255 (0.0314), as the RSLAD code does. TRADES' KL from x + 0.001·N(0, 1) is its *training*
-#   attack, not this column ("pgd-20-kl", PGD-KL, stays available to teach what a weak attack looks like).
-# * CW∞: PGD on the CW margin with SAT's settings: cifar10_challenge pgd_attack.py l.28-36 (loss_func "cw":
-#   the margin, clipped at 50, which never binds at ε = 8/255) and README l.43 ("20-step PGD on the CW loss").
-#   The RSLAD paper does not give its step; we use PGD_SAT's, so the two columns differ only in the objective.
-# * AA: AutoAttack's standard version, the original code (pyautoattack). Where running it on every image
-#   costs too much, ``aa_proxy=True`` runs its first two attacks (APGD-CE, APGD-T; "APGD-CE+T") on every
-#   image and completes the standard version on the first ``n_aa_check``, from the same runs: the measured
-#   gap between the two on those images is in ``res["autoattack_gap"]``.
-RSLAD_STEP = 0.003  # PGD_TRADES' step size (TRADES pgd_attack_cifar10.py l.24)
-RSLAD_SPECS = {"FGSM": "fgsm", "PGD_SAT": "pgd-20@2/255", "PGD_TRADES": "pgd-20@0.003", "CW∞": "cw-20@2/255",
-               "AA": "aa"}
+# Zi et al. (ICCV 2021), Table 2, at ε = 8/255: each column is declared, with the file and line of the papers'
+# evaluation code it follows, by the attack family that measures it (advlib.attack_registry, "reproduces").
+# The AA column can be completed from a cheaper stand-in: with ``aa_proxy=True``, AutoAttack's first two attacks
+# (APGD-CE, APGD-T; "APGD-CE+T") run on every image and the standard version on the first ``n_aa_check``, from
+# the same runs: the measured gap between the two on those images is in ``res["autoattack_gap"]``.
+RSLAD_STEP = reference.PGD_TRADES_STEP  # PGD_TRADES' step size (TRADES pgd_attack_cifar10.py l.24)
+RSLAD_SPECS = {col: spec for col, (spec, _) in attack_registry.reproduced().items()}  # column: the spec measuring it
 AA_PROXY = ("APGD-CE+T", "aa-apgd")  # (column, spec): AutoAttack's first two attacks, the stand-in for AA
 RSLAD_SOURCES = {
-    "FGSM": "Goodfellow et al. 2015: one signed step of ε from the clean image",
-    "PGD_SAT": "MadryLab/cifar10_challenge config.json l.26-30, pgd_attack.py l.47, l.56, README.md l.42",
-    "PGD_TRADES": "yaodongyu/TRADES pgd_attack_cifar10.py l.20-28, l.63-65, l.72; zibojia/RSLAD "
-                  "resnet18_rslad_cifar10.py l.72, rslad_loss.py l.8-18",
-    "CW∞": "MadryLab/cifar10_challenge pgd_attack.py l.28-36, README.md l.43 (step: PGD_SAT's, a choice)",
-    "AA": "Croce & Hein 2020, the standard version of the original code (pyautoattack)",
+    **{col: source for col, (_, source) in attack_registry.reproduced().items()},
     AA_PROXY[0]: "the standard AutoAttack's first two attacks (APGD-CE, APGD-T), same code and settings",
 }
 

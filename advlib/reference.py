@@ -10,8 +10,9 @@ figures are L∞ with ε = 8/255, all MNIST figures L∞ with ε = 0.3; accuraci
 
 :func:`published_tables` gives all of them as uniform tables (for the course report);
 :func:`match` finds the published rows for a model and a training method that a notebook declared
-(our names: :data:`PUBLISHED_MODEL`, :data:`PUBLISHED_METHOD`) and :func:`published_column` the
-published column an attack measures. Nothing is guessed from the text of a row or a column.
+(our names: :data:`PUBLISHED_MODEL`, :data:`PUBLISHED_METHOD`). Which of our attacks measures which
+published column is declared with the attack families (:func:`advlib.attack_registry.published_column`).
+Nothing is guessed from the text of a row or a column.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ RSLAD_NOTE = ("CIFAR-10, L∞, ε = 8/255. Teacher for the distillation rows (AR
               "with TRADES. PGD_SAT and PGD_TRADES are 20-step PGD on the CE and the TRADES KL objective; CW∞ is "
               "PGD on the CW margin; AA is AutoAttack.")
 RSLAD_COLUMNS = ("Clean", "FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA")
-PGD_TRADES_STEP = 0.003  # TRADES pgd_attack_cifar10.py l.24 (advlib.evaluate.RSLAD_STEP)
+PGD_TRADES_STEP = 0.003  # TRADES pgd_attack_cifar10.py l.24 (advlib.evaluate.RSLAD_STEP, the PGD_TRADES column)
 RSLAD_MODELS = ("ResNet-18", "MobileNetV2")
 RSLAD_METHODS = ("Natural", "SAT", "TRADES", "ARD", "IAD", "RSLAD")
 
@@ -180,27 +181,6 @@ def published_method(method: Optional[str]) -> Optional[str]:
     'iad', 'rslad' -> upper case. None for the others (FGSM without a random start has no published
     counterpart here); a published name stays as it is."""
     return _published(method, PUBLISHED_METHOD)
-
-
-def published_column(attack: Optional[dict]) -> Optional[str]:
-    """The RSLAD column (:data:`RSLAD_COLUMNS`) measured by an attack with these settings
-    (:meth:`advlib.evaluate.AttackSpec.settings`, ``{"kind": "clean"}`` for clean accuracy), as
-    :data:`advlib.evaluate.RSLAD_SPECS` defines the columns: PGD on the cross-entropy with the step of
-    TRADES' evaluation (0.003) is PGD_TRADES, with another step PGD_SAT; PGD on the CW margin is CW∞;
-    the standard AutoAttack is AA. None for the others (PGD on the KL, AutoAttack's first attacks
-    alone, random noise) and for an attack not recorded."""
-    if not isinstance(attack, dict):
-        return None
-    kind = attack.get("kind")
-    if kind == "pgd":
-        loss = attack.get("loss", "ce")
-        if loss == "ce":
-            alpha = attack.get("alpha")
-            return "PGD_TRADES" if isinstance(alpha, (int, float)) and abs(alpha - PGD_TRADES_STEP) < 1e-9 else "PGD_SAT"
-        return {"cw": "CW∞"}.get(loss)
-    if kind == "aa" and attack.get("version", "standard") != "standard":
-        return None
-    return {"clean": "Clean", "fgsm": "FGSM", "aa": "AA"}.get(kind)
 
 
 def match(dataset: Optional[str], model: Optional[str], method: Optional[str],

@@ -6,20 +6,23 @@ import torch
 import torchattacks
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from advlib import attacks
+from advlib import attack_registry, attacks, evaluate
 from advlib.evaluate import batched_accuracy
 
 from .conftest import counting_images
 
-ATTACKS = {
-    "fgsm": lambda m, x, y, e: attacks.fgsm(m, x, y, e),
-    "pgd": lambda m, x, y, e: attacks.pgd(m, x, y, e, alpha=max(e / 4, 1e-3), steps=3),
-    "pgd-restarts": lambda m, x, y, e: attacks.pgd(m, x, y, e, alpha=max(e / 3, 1e-3), steps=2, restarts=3),
-    "pgd-cw": lambda m, x, y, e: attacks.pgd(m, x, y, e, alpha=max(e / 4, 1e-3), steps=3, loss="cw"),
-    "pgd-kl": lambda m, x, y, e: attacks.pgd(m, x, y, e, alpha=max(e / 4, 1e-3), steps=3, loss="kl"),
-    "pgd-nors": lambda m, x, y, e: attacks.pgd(m, x, y, e, alpha=max(e / 4, 1e-3), steps=3, random_start=False),
-    "noise": lambda m, x, y, e: attacks.random_noise(m, x, y, e),
-}
+# Every registered family's cheap examples (advlib.attack_registry, "examples"), run as the evaluation runs
+# them plainly (AttackSpec.__call__): a new family is under these tests by its registration alone.
+# The step, where a spec takes one, as before: eps/4 but at least 1e-3.
+ATTACKS = {spec: (lambda m, x, y, e, spec=spec: evaluate.parse_attack(spec, e, alpha=max(e / 4, 1e-3))(m, x, y))
+           for spec in attack_registry.examples()}
+
+
+def test_the_attack_list_covers_every_plain_attack():
+    assert {"fgsm", "pgd-3", "pgd-2x3", "cw-3", "pgd-3-kl", "pgd-3-nors", "noise"} <= set(ATTACKS)
+    kinds = {evaluate.parse_attack(s, 0.1).kind for s in ATTACKS}
+    assert kinds == set(attack_registry.FAMILIES) - {"aa"}  # AutoAttack: against the package, in test_evaluate
+
 
 images = st.integers(0, 2**31 - 1).map(lambda s: torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(s)))
 
@@ -45,7 +48,7 @@ def test_eps_zero_gives_clean_accuracy(trained_mnist, mnist_sample, name):
     assert torch.equal(ATTACKS[name](trained_mnist, x, y, 0.0), x)
 
 
-@pytest.mark.parametrize("name", [n for n in ATTACKS if n != "noise"])
+@pytest.mark.parametrize("name", [n for n in ATTACKS if not evaluate.parse_attack(n, 0.1).family.baseline])
 @pytest.mark.parametrize("start_training", [True, False])
 def test_model_mode_restored_and_no_parameter_gradients(name, start_training):
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from advlib import evaluate
+from advlib import attack_registry, autoattack, evaluate
 
 from .conftest import counting_images
 
@@ -52,6 +52,78 @@ def test_bad_specs():
         evaluate.parse_attack("deepfool", 0.1)
     with pytest.raises(ValueError, match="eps must be in"):
         evaluate.parse_attack("fgsm", 8)
+
+
+# ------------------------------------------------------------------ the attack registry
+
+
+def test_every_registration_names_functions_that_exist():
+    """attack_registry is below attacks in the layers, so it names what runs; every name must resolve."""
+    for spec in [*attack_registry.examples(), "aa", "aa-apgd", "aa-ta", *evaluate.RSLAD_SPECS.values()]:
+        s = evaluate.parse_attack(spec, 8 / 255)
+        name, kw = s.family.run(s)
+        assert callable(evaluate._resolve(name)) and "eps" in kw, spec
+        made_by = s.family.provenance(s) if s.family.provenance else None
+        assert made_by is None or callable(evaluate._resolve(made_by[0]))
+    with pytest.raises(ValueError, match="not a function of advlib"):
+        evaluate._resolve("attacks.no_such_attack")
+
+
+def test_autoattack_specs_name_the_packages_sub_attacks():
+    assert evaluate.parse_attack("aa", 0.1).subattacks == autoattack.STANDARD
+    assert evaluate.parse_attack("autoattack", 0.1).subattacks == autoattack.STANDARD
+    assert evaluate.parse_attack("aa-apgd", 0.1).subattacks == autoattack.APGD
+
+
+def test_settings_are_recorded_as_before():
+    """metrics.json files and committed notebooks hold these dicts: the registry must not change them."""
+    assert evaluate.parse_attack("fgsm", 0.1).settings() == {"spec": "fgsm", "name": "FGSM", "kind": "fgsm", "eps": 0.1}
+    assert evaluate.parse_attack("noise", 0.1).settings() == {"spec": "noise", "name": "Random noise", "kind": "noise",
+                                                              "eps": 0.1}
+    assert evaluate.parse_attack("pgd-20-kl@0.01", 0.1).settings() == {
+        "spec": "pgd-20-kl@0.01", "name": "PGD-KL-20 (step 0.01)", "kind": "pgd", "eps": 0.1, "alpha": 0.01,
+        "steps": 20, "restarts": 1, "loss": "kl", "random_start": "normal"}
+    assert evaluate.parse_attack("CW-5x2-nors", 0.1, 0.02).settings() == {
+        "spec": "CW-5x2-nors", "name": "CW∞-5×2 (no random start)", "kind": "pgd", "eps": 0.1, "alpha": 0.02,
+        "steps": 5, "restarts": 2, "loss": "cw", "random_start": "none"}
+    aa = evaluate.parse_attack("aa-apgd", 0.1).settings()
+    assert list(aa) == ["spec", "name", "kind", "eps", "implementation", "package_version", "version", "attacks",
+                        "iterations"]
+    assert aa["implementation"].startswith("pyautoattack") and aa["attacks"] == ["apgd-ce", "apgd-t"]
+    ta = evaluate.parse_attack("aa-ta", 0.1).settings()
+    assert list(ta) == ["spec", "name", "kind", "eps", "implementation", "package_version", "version", "iterations"]
+    assert ta["implementation"] == "torchattacks" and ta["version"] == "standard"
+
+
+def test_the_help_and_the_error_list_every_registered_spelling():
+    from advlib.__main__ import build_parser
+
+    forms = [form for fam in attack_registry.FAMILIES.values() for form, _ in fam.forms]
+    assert {"fgsm", "aa", "aa-apgd", "aa-ta", "noise"} <= set(forms)
+    evaluate_parser = build_parser()._subparsers._group_actions[0].choices["evaluate"]
+    attacks_help = next(a.help for a in evaluate_parser._actions if a.dest == "attacks")
+    with pytest.raises(ValueError) as err:
+        evaluate.parse_attack("deepfool", 0.1)
+    for form in forms:
+        assert form in attacks_help and form in str(err.value)
+
+
+def test_a_registration_is_checked_when_it_is_made(monkeypatch):
+    monkeypatch.setattr(attack_registry, "FAMILIES", dict(attack_registry.FAMILIES))
+    fgsm = attack_registry.FAMILIES["fgsm"]
+    with pytest.raises(ValueError, match="already registered"):
+        attack_registry.register_attack("fgsm", forms=fgsm.forms, parse=fgsm.parse, run=fgsm.run)
+    with pytest.raises(ValueError, match="not a column of the paper"):
+        attack_registry.register_attack("fgsm2", forms=(("fgsm2", ""),), parse=fgsm.parse, run=fgsm.run,
+                                        reproduces={"FGSM-2": ("fgsm", "somewhere")})
+    with pytest.raises(ValueError, match="reads the settings of 'fgsm' as None"):
+        attack_registry.register_attack("fgsm2", forms=(("fgsm2", ""),), parse=fgsm.parse, run=fgsm.run,
+                                        reproduces={"FGSM": ("fgsm", "somewhere")})
+    # two families that claim the same spelling: the spec is refused rather than read either way
+    attack_registry.register_attack("fgsm2", forms=(("fgsm", "the same spelling again"),), parse=fgsm.parse,
+                                    run=fgsm.run)
+    with pytest.raises(ValueError, match="claimed by the families"):
+        evaluate.parse_attack("fgsm", 0.1)
 
 
 # ------------------------------------------------------------------ bookkeeping, intervals, checks, resume

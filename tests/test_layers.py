@@ -24,7 +24,7 @@ import pytest
 
 # Lowest first; each layer may import only itself and the layers before it (docs/architecture.md, "Layers").
 LAYERS = (
-    ("paths", "utils", "tables", "stats", "reference"),
+    ("paths", "utils", "tables", "stats", "reference", "attack_registry"),
     ("results", "checks", "record"),
     ("findings", "course"),
     ("data", "models", "masking"),

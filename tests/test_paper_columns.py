@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from advlib import autoattack, checks, data, evaluate, record, reference, zoo
+from advlib import attack_registry, autoattack, checks, data, evaluate, record, zoo
 from advlib.course import files
 
 from .conftest import SHARED_DATA
@@ -34,7 +34,7 @@ def test_each_column_is_the_attack_of_the_papers_code():
 def test_the_kl_attack_keeps_a_name_of_its_own_outside_the_table():
     kl = evaluate.parse_attack("pgd-20-kl", EPS)
     assert kl.name == "PGD-KL-20" and kl.settings()["random_start"] == "normal"
-    assert reference.published_column(kl.settings()) is None
+    assert attack_registry.published_column(kl.settings()) is None
     assert "pgd-20-kl" not in evaluate.RSLAD_SPECS.values()
 
 

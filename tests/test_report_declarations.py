@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from advlib import data, evaluate, paths, record, reference
+from advlib import attack_registry, data, evaluate, paths, record, reference
 from advlib.course import formatting, write_report
 
 MNIST = {"dataset": "mnist", "label": "MNIST", "origin": "full"}
@@ -119,15 +119,15 @@ def test_bad_declarations_are_refused_with_a_clear_message(runs):
 
 
 def test_reference_columns_come_from_attack_settings():
-    col = {s: reference.published_column(evaluate.parse_attack(s, 8 / 255).settings())
+    col = {s: attack_registry.published_column(evaluate.parse_attack(s, 8 / 255).settings())
            for s in ("fgsm", "pgd-20", "pgd-20-kl", "cw-20", "aa", "aa-apgd", "noise", *evaluate.RSLAD_SPECS.values())}
     assert col == {"fgsm": "FGSM", "pgd-20": "PGD_SAT", "pgd-20-kl": None, "cw-20": "CW∞", "aa": "AA", "aa-apgd": None,
                    "noise": None, "pgd-20@2/255": "PGD_SAT", "pgd-20@0.003": "PGD_TRADES", "cw-20@2/255": "CW∞"}
     # the report's reading of a column and the evaluation's definition of it are one
-    assert {c: reference.published_column(evaluate.parse_attack(s, 8 / 255).settings())
+    assert {c: attack_registry.published_column(evaluate.parse_attack(s, 8 / 255).settings())
             for c, s in evaluate.RSLAD_SPECS.items()} == {c: c for c in evaluate.RSLAD_SPECS}
     assert reference.PGD_TRADES_STEP == evaluate.RSLAD_STEP
-    assert reference.published_column(record.CLEAN) == "Clean" and reference.published_column(None) is None
+    assert attack_registry.published_column(record.CLEAN) == "Clean" and attack_registry.published_column(None) is None
     assert reference.match("mnist", "fast_cnn", "fgsm_two_pass") == []  # no random start: not fast AT
 
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import record, reference, tables, utils
+from .. import attack_registry, record, reference, tables, utils
 from . import formatting as fmt
 from .files import default_notebooks_dir, find_notebooks, load_status, notebook_title, profile_dir
 from .render import render_html, render_md
@@ -209,7 +209,7 @@ def _pgd_size(attack: dict) -> tuple[int, int]:
 
 
 def ours_in(row: dict, t: dict, published: str, want: Optional[tuple[int, int]] = None) -> Optional[dict]:
-    """Our number for the published column ``published`` (see :func:`advlib.reference.published_column`)
+    """Our number for the published column ``published`` (see :func:`advlib.attack_registry.published_column`)
     in ``row`` of table ``t``, from the columns' declared attacks and units: ``{"value" (in %),
     "column", "attack"}`` or None. Among several PGD columns: the one of ``want`` = (steps,
     restarts) if any, else the strongest."""
@@ -218,7 +218,7 @@ def ours_in(row: dict, t: dict, published: str, want: Optional[tuple[int, int]] 
     for c in t.get("columns") or []:
         attack = (meta.get(c) or {}).get("attack")
         v = _as_percent(row.get(c), units.get(c))
-        if v is not None and reference.published_column(attack) == published:
+        if v is not None and attack_registry.published_column(attack) == published:
             hits.append({"value": v, "column": c, "attack": attack})
     if not hits:
         return None
