@@ -1,4 +1,4 @@
-"""Command line: ``python -m advlib train ...`` and ``python -m advlib evaluate ...``.
+"""Command line: ``python -m advlib train ...``, ``python -m advlib evaluate ...`` and ``python -m advlib export ...``.
 
 Examples::
 
@@ -6,6 +6,8 @@ Examples::
         --optimizer adam --lr 1e-3 --out-dir runs/cli/pgd
     python -m advlib evaluate --checkpoint runs/cli/pgd/best.pt --eps 0.3 --alpha 0.01 \
         --attacks fgsm pgd-50x10 aa --n 1000
+    python -m advlib evaluate --checkpoint data/models/cifar_teacher.pt --source exact --paper --n-aa 500
+    python -m advlib export --checkpoint runs/teacher/last.pt --out data/models/cifar_teacher.pt
 
 Under ``torchrun --nproc_per_node=N -m advlib train ...`` the same engine runs with
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs); ``--batch-size`` stays the global batch.
@@ -72,6 +74,7 @@ TRAIN_HELP = {
     "ema_decay": "decay of an exponential moving average of the weights (0: off; 0.995-0.999 in the papers); "
                  "evaluation then uses the averaged weights",
     "ema_warmup_epochs": "epochs during which the weight average just copies the weights",
+    "loss_scale": "multiply the method's loss by this before the backward pass (with SGD: lr x s, weight decay / s)",
     "monitor_every": "also evaluate on the held-out split every N steps (0: at epoch ends only); saved as the trace",
     "seed": "random seed (same seed, same run)",
     "out_dir": "folder for last.pt, best.pt and metrics.json (checked writable before training)",
@@ -210,7 +213,12 @@ def cmd_evaluate(a) -> int:
     ev.check_model_fits(model, dataset)  # before loading data and attacking
     eps = a.eps if a.eps is not None else ck_cfg.get("eps", 8 / 255)
     n_per_attack = None
-    if a.n_aa is not None:
+    if a.paper:
+        if a.aa_check is not None and a.n_aa is None:
+            raise ValueError("--aa-check completes the proxy's runs on the first --n-aa images: give --n-aa too.")
+    elif a.aa_check is not None:
+        raise ValueError("--aa-check belongs to --paper (the RSLAD paper's columns): add --paper or leave it out.")
+    elif a.n_aa is not None:
         n_per_attack = {s: a.n_aa for s in a.attacks if ev.parse_attack(s, eps).kind == "aa"}
         if not n_per_attack:
             raise ValueError("--n-aa limits AutoAttack, which is not among --attacks: add aa or leave out --n-aa.")
@@ -220,8 +228,12 @@ def cmd_evaluate(a) -> int:
         utils.check_writable_dir(checkpoint.parent)
     except OSError:
         state = Path(tempfile.gettempdir()) / f"eval_{checkpoint.parent.name}_{stem}.state.json"
-    res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n, n_per_attack=n_per_attack,
-                      batch_size=a.batch_size, state_path=state)
+    if a.paper:  # the RSLAD table's columns; with --n-aa, APGD-CE+T on those images and the standard AA on --aa-check
+        res = ev.rslad_columns(model, test, eps=eps, n=a.n, n_aa=a.n_aa, aa_proxy=a.n_aa is not None,
+                               n_aa_check=a.aa_check, batch_size=a.batch_size, state_path=state)
+    else:
+        res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n, n_per_attack=n_per_attack,
+                          batch_size=a.batch_size, state_path=state)
     res.update({"kind": "evaluate", "checkpoint": str(checkpoint), "model": model.name, "weights": model.weights})
     # first the results: a folder we cannot write loses nothing
     print(ev.format_table({model.name: res}, with_intervals=True), flush=True)
@@ -237,8 +249,22 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    src, dst = Path(a.checkpoint), Path(a.out)
+    info = checkpoints.export_model(src, dst, weights=a.weights, provenance=a.provenance)
+    record_ = src.parent / "metrics.json"
+    if record_.exists():  # the training run's record: how long, how many epochs, with which settings
+        m = json.loads(record_.read_text())
+        info["training"] = {k: m[k] for k in ("train_seconds", "epochs_done", "best_epoch", "config", "data_origin")
+                            if k in m}
+    out = dst.with_suffix(".json")
+    out.write_text(json.dumps({"kind": "export", **info}, indent=1, default=str) + "\n")
+    print(f"wrote {dst} ({info['bytes'] / 2**20:.1f} MiB, {info['model']}, {info['weights']} weights) and {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m advlib``: subcommands ``train`` and ``evaluate``."""
+    """The parser of ``python -m advlib``: subcommands ``train``, ``evaluate`` and ``export``."""
     p = argparse.ArgumentParser(prog="python -m advlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -275,10 +301,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, help="evaluate the first N test images (default: all)")
     e.add_argument("--n-aa", type=int, help="run AutoAttack (aa, aa-apgd, aa-ta) on the first N of them only "
                    "(default: all)")
+    e.add_argument("--paper", action="store_true",
+                   help="the RSLAD paper's columns (Clean, FGSM, PGD_SAT, PGD_TRADES, CW∞, AA; advlib.evaluate."
+                   "rslad_columns) instead of --attacks; with --n-aa N, AutoAttack's APGD-CE+T on the first N images "
+                   "and the standard AutoAttack on the first --aa-check of them, to measure the proxy's gap")
+    e.add_argument("--aa-check", type=int, help="with --paper and --n-aa: images for the standard AutoAttack "
+                   "(default: 200)")
     e.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     e.add_argument("--out", help="results JSON path (default: eval_<checkpoint name>.json beside the checkpoint)")
     e.set_defaults(fn=cmd_evaluate)
+    x = sub.add_parser("export", help="a small checkpoint to ship: one set of weights, no optimiser state",
+                       description="Write the model of a checkpoint as a small advlib checkpoint (one set of weights, "
+                       "the training config, no optimiser state) and, beside it, a JSON record: the file's size and "
+                       "SHA-256, and the training run's time and settings from its metrics.json.")
+    x.add_argument("--checkpoint", required=True, help="an advlib checkpoint, e.g. runs/.../last.pt (required)")
+    x.add_argument("--out", required=True, help="the file to write, e.g. data/models/cifar_teacher.pt (required)")
+    x.add_argument("--weights", choices=checkpoints.WEIGHTS, default="auto",
+                   help="the average of a run trained with weight averaging (auto, averaged) or the raw weights")
+    x.add_argument("--provenance", help="a sentence stored in the file: what it is and how it was made")
+    x.set_defaults(fn=cmd_export)
     return p
 
 

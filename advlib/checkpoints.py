@@ -10,6 +10,7 @@ soft-label cache (:mod:`advlib.teacher`).
 from __future__ import annotations
 
 import errno
+import hashlib
 import pickle
 import shutil
 import zipfile
@@ -91,7 +92,8 @@ def load_model(path: Any, model_name: Optional[str] = None, device="cpu", weight
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}; got {weights!r}")
     ck = load_checkpoint(path)
-    if weights == "averaged" and "ema" not in ck:
+    exported = ck.get("weights")  # a file of export_model: one set of weights, of the kind it says
+    if weights == "averaged" and "ema" not in ck and exported != "averaged":
         raise ValueError(f"{path} holds no averaged weights: it was trained without weight averaging "
                          "(ema_decay = 0). Load weights='raw' (or 'auto'), or re-train with ema_decay > 0.")
     stored = ck["model_name"]
@@ -102,8 +104,27 @@ def load_model(path: Any, model_name: Optional[str] = None, device="cpu", weight
     model = models.get_model(stored, normalize=bool(cfg.get("normalize", False)))
     use_average = "ema" in ck and weights != "raw"
     load_state(model, ck["ema"]["weights"] if use_average else ck["model"], source=str(path))
-    model.weights = "averaged" if use_average else "raw"
+    model.weights = exported or ("averaged" if use_average else "raw")
     return model.to(device).eval()
+
+
+def export_model(src: Any, dst: Any, weights: str = "auto", provenance: Optional[str] = None) -> dict:
+    """Write the model of checkpoint ``src`` to ``dst`` as a small advlib checkpoint to ship or share: one
+    set of weights (``weights`` as in :func:`load_model`: the average of a run trained with weight
+    averaging, unless ``"raw"``), the training config, no optimiser or RNG state. :func:`load_model`
+    and :class:`advlib.teacher.Teacher` read it like any checkpoint. Returns what was written: the model,
+    which weights, the file's size and SHA-256, and the source's training record where it has one."""
+    model = load_model(src, weights=weights)
+    ck = load_checkpoint(src)
+    payload = {"format": CHECKPOINT_FORMAT, "model_name": model.name, "config": ck.get("config", {}),
+               "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "state": {}, "weights": model.weights, "provenance": provenance or f"exported from {Path(src).name}"}
+    dst = Path(dst)
+    save_checkpoint(dst, payload)
+    data = dst.read_bytes()
+    return {"file": dst.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "model": model.name,
+            "parameters": models.count_parameters(model), "weights": model.weights, "source": Path(src).name,
+            "provenance": payload["provenance"]}
 
 
 def load_state(model: nn.Module, state: dict, source: str = "checkpoint") -> None:

@@ -34,7 +34,7 @@ RANGES = {
     "cyclic_peak": "(0, 1)", "warmup_epochs": "[0, inf)", "grad_clip": "(0, inf)", "eps": "[0, 1]",
     "alpha": "(0, inf)", "steps": "[1, inf)", "eps_ramp_epochs": "[0, inf)", "beta": "[0, inf)", "mix": "[0, 1]",
     "eval_samples": "[1, inf)", "eval_steps": "[1, inf)", "eval_alpha": "(0, inf)", "checkpoint_every": "[0, inf)",
-    "monitor_every": "[0, inf)", "ema_decay": "[0, 1)", "ema_warmup_epochs": "[0, inf)",
+    "monitor_every": "[0, inf)", "ema_decay": "[0, 1)", "ema_warmup_epochs": "[0, inf)", "loss_scale": "(0, inf)",
 }
 
 
@@ -84,6 +84,9 @@ class TrainConfig:
     cyclic_peak: float = 0.4  # cyclic: fraction of training where the lr peaks (fast_adversarial: 2/5)
     warmup_epochs: float = 0.0
     grad_clip: Optional[float] = None
+    # multiplies the method's loss before the backward pass: with SGD, the same as lr x s and weight decay / s, so it
+    # sets how far the data term moves the weights against weight decay (benchmarks/distill_budget.py searches it)
+    loss_scale: float = 1.0
     # weight averaging (advlib.averaging): an EMA of the weights and batch-norm statistics, monitored each epoch,
     # kept in the checkpoints beside the raw weights and the model that load_model returns
     ema_decay: float = 0.0  # 0: off; the papers use 0.995-0.999

@@ -256,7 +256,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
             with autocast(cfg, device):
                 loss, logits = method(losses.Context(net, xb, yb, eps, cfg, teacher, t_epoch))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * cfg.loss_scale if cfg.loss_scale != 1 else loss).backward()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()

@@ -4,6 +4,7 @@ evaluation loads."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -106,3 +107,31 @@ def test_evaluation_loads_the_average_unless_told_otherwise(tmp_path):
         train.load_model(plain, weights="averaged")
     with pytest.raises(ValueError, match="weights must be one of"):
         train.load_model(last, weights="ema")
+
+
+def test_export_keeps_the_chosen_weights_and_nothing_else(tmp_path, capsys):
+    """``python -m advlib export`` (the shipped teacher, data/models/): one set of weights, read back by
+    load_model and Teacher exactly, with a record of the file and of the training run."""
+    from advlib import __main__ as cli
+    from advlib.teacher import Teacher
+
+    train.fit(small_cfg(tmp_path / "avg", epochs=1, ema_decay=0.9))
+    last = tmp_path / "avg" / "run" / "last.pt"
+    for weights in ("auto", "raw"):
+        out = tmp_path / f"shipped_{weights}.pt"
+        assert cli.main(["export", "--checkpoint", str(last), "--out", str(out), "--weights", weights]) == 0
+        want = train.load_model(last, weights=weights)
+        got = train.load_model(out)
+        assert got.weights == want.weights == ("averaged" if weights == "auto" else "raw")
+        for k, v in want.state_dict().items():
+            assert torch.equal(v, got.state_dict()[k]), k
+        ck = train.load_checkpoint(out)
+        assert "ema" not in ck and "optimizer" not in ck and ck["weights"] == got.weights
+        assert out.stat().st_size < 0.6 * last.stat().st_size  # no optimiser state, no second copy
+        rec = json.loads(out.with_suffix(".json").read_text())
+        assert rec["bytes"] == out.stat().st_size and rec["weights"] == got.weights
+        assert rec["training"]["epochs_done"] == 1 and rec["training"]["config"]["ema_decay"] == 0.9
+        assert Teacher.load(out).model.weights == got.weights
+    assert train.load_model(tmp_path / "shipped_auto.pt", weights="averaged").weights == "averaged"
+    with pytest.raises(ValueError, match="holds no averaged weights"):
+        train.load_model(tmp_path / "shipped_raw.pt", weights="averaged")

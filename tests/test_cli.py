@@ -212,6 +212,8 @@ def test_evaluate_prints_first_and_falls_back_when_the_folder_is_unwritable(mnis
     (["--dataset", "cifar10"], "'fast_cnn' is for mnist, not cifar10"),
     (["--n-aa", "10"], "--n-aa limits AutoAttack, which is not among --attacks"),
     (["--eps", "nan"], "eps must be in [0, 1]"),
+    (["--aa-check", "10"], "--aa-check belongs to --paper"),
+    (["--paper", "--aa-check", "10"], "give --n-aa too"),
 ])
 def test_evaluate_refuses_bad_input(mnist_checkpoint, capsys, args, message):
     """Issue 8.4 (--n -5 dropped five images, --n 0 reported 0%), 8.11 (an MNIST checkpoint on
@@ -266,3 +268,16 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert "Traceback" not in err
     assert f"interrupted; re-run the same command to resume from step {step}" in err
     assert step > 0
+
+
+def test_evaluate_paper_gives_the_rslad_columns(tmp_path, capsys):
+    """``--paper``: the RSLAD table's columns with their sources, as notebooks 03-05 report them."""
+    torch.manual_seed(0)
+    path = tmp_path / "run" / "last.pt"
+    train.save_checkpoint(path, {"format": train.CHECKPOINT_FORMAT, "model_name": "airbench_s",
+                                 "config": train.TrainConfig(model="airbench_s", dataset="cifar10").to_dict(),
+                                 "model": models.get_model("airbench_s").state_dict()})
+    assert cli.main(["evaluate", "--checkpoint", str(path), "--source", "sample", "--n", "20", "--paper"]) == 0
+    res = json.loads((path.parent / "eval_last.json").read_text())
+    assert list(res["robust"]) == ["FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA"]
+    assert set(res["sources"]) == set(res["robust"]) and res["n"] == 20
