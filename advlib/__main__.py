@@ -36,7 +36,8 @@ TRAIN_HELP = {
     "model": "network, one of: " + ", ".join(models.MODELS),
     "dataset": "data set: " + " | ".join(data_mod.DATASETS),
     "source": "where the data comes from: auto (the full set, else the shipped sample with a notice) | full | sample",
-    "method": "training objective, one of: " + ", ".join(losses.METHODS),
+    "method": "training objective, one of: " + ", ".join(
+        f"{m.name} ({m.citation})" if m.citation else m.name for m in losses.METHODS.values()),
     "normalize": "put the data set's mean/std normalisation inside the model",
     "train_samples": "train on the first N training images only (default: all of them)",
     "holdout": "training images held out for the per-epoch evaluation",
@@ -61,11 +62,9 @@ TRAIN_HELP = {
     "steps": "attack steps of the training adversary",
     "eps_ramp_epochs": "eps grows linearly from 0 over these epochs",
     "attack_mode": "model mode while crafting training examples: " + " | ".join(ATTACK_MODES),
-    "beta": "TRADES / MART: weight of the robustness term",
     "precision": "training forward passes in: " + " | ".join(PRECISIONS) + " (bf16 = bfloat16 autocast; attacks' "
                  "perturbations and all evaluation stay float32)",
     "channels_last": "channels-last memory layout for the model and its batches (faster convolutions on CPUs)",
-    "mix": "fgsm_weighted: weight of the adversarial loss",
     "params": "method-specific hyper-parameters (use --param NAME=VALUE)",
     "teacher": "checkpoint of the teacher, for methods that distil from one (default: none)",
     "eval_samples": "held-out images evaluated (clean, FGSM, PGD) after each epoch",
@@ -163,13 +162,15 @@ def cmd_train(a) -> int:
     cfg = dict(recipes.get(a.recipe).settings) if a.recipe else {}
     if a.config:
         cfg.update(read_config_file(a.config))
-    if a.param:
-        cfg["params"] = {**cfg.get("params", {}), **dict(_parse_param(s) for s in a.param)}
+    params = dict(_parse_param(s) for s in a.param or ())
+    params.update({k: v for k in losses.MOVED_TO_PARAMS if (v := getattr(a, f"moved_{k}")) is not None})  # --beta X
+    if params:
+        cfg["params"] = {**cfg.get("params", {}), **params}
     for f in dataclasses.fields(tr.TrainConfig):
         v = getattr(a, f.name, None)
         if v is not None:
             cfg[f.name] = v
-    config = tr.TrainConfig.from_dict(cfg)
+    config = tr.TrainConfig.from_dict(losses.upgrade(cfg))  # a --config file of an older advlib may set beta
     utils.init_distributed()  # under torchrun: DDP, NCCL on GPUs, gloo on CPUs
     try:
         metrics = tr.fit(config, resume=not a.no_resume)
@@ -278,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="a method-specific hyper-parameter the method declares (repeatable), e.g. --param tau=30 "
                    "(default: the method's)")
+    for name in losses.MOVED_TO_PARAMS:  # TrainConfig fields once: their flags stay, as --param NAME=X
+        users = [m for m in losses.METHODS.values() if name in m.params]
+        t.add_argument("--" + name, dest=f"moved_{name}", type=float, metavar="X",
+                       help=f"the same as --param {name}=X, a parameter of "
+                       + ", ".join(f"{m.name} (default: {m.params[name]:g})" for m in users))
     t.add_argument("--no-resume", action="store_true",
                    help="start over even if out-dir holds last.pt (default: resume from it)")
     _add_config_args(t)

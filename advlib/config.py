@@ -32,7 +32,7 @@ RANGES = {
     "train_samples": "[1, inf)", "holdout": "[1, inf)", "epochs": "(0, inf)", "batch_size": "[1, inf)",
     "lr": "[0, inf)", "momentum": "[0, inf)", "weight_decay": "[0, inf)", "gamma": "(0, inf)",
     "cyclic_peak": "(0, 1)", "warmup_epochs": "[0, inf)", "grad_clip": "(0, inf)", "eps": "[0, 1]",
-    "alpha": "(0, inf)", "steps": "[1, inf)", "eps_ramp_epochs": "[0, inf)", "beta": "[0, inf)", "mix": "[0, 1]",
+    "alpha": "(0, inf)", "steps": "[1, inf)", "eps_ramp_epochs": "[0, inf)",
     "eval_samples": "[1, inf)", "eval_steps": "[1, inf)", "eval_alpha": "(0, inf)", "checkpoint_every": "[0, inf)",
     "monitor_every": "[0, inf)", "ema_decay": "[0, 1)", "ema_warmup_epochs": "[0, inf)", "loss_scale": "(0, inf)",
 }
@@ -97,8 +97,6 @@ class TrainConfig:
     steps: int = 10
     eps_ramp_epochs: float = 0.0  # eps grows linearly from 0 over these epochs
     attack_mode: str = "eval"  # model mode while crafting training examples: eval | train
-    beta: float = 6.0  # TRADES / MART
-    mix: float = 0.5  # fgsm_weighted
     params: dict = field(default_factory=dict)  # method-specific hyper-parameters (declared by the method)
     teacher: Optional[str] = None  # checkpoint of the teacher, for methods that distil from one
     # speed levers (CPU: about 4x together on AVX512-BF16 cores); attacks' perturbations and every
@@ -126,7 +124,9 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"Unknown TrainConfig fields: {sorted(unknown)}")
+            raise ValueError(f"Unknown TrainConfig fields: {sorted(unknown)} (a hyper-parameter of one method goes "
+                             "in params, as the method declares it; a config written by an older advlib reads "
+                             "with advlib.losses.upgrade)")
         d = dict(d)
         if "milestones" in d and d["milestones"] is not None:
             d["milestones"] = tuple(d["milestones"])

@@ -48,7 +48,7 @@ _LIST = [
            {**_MNIST, "method": "fgsm_two_pass", "epochs": 5, "lr": 1e-3, "schedule": "cosine"},
            "course (notebook 02): FGSM training as many tutorials write it"),
     Recipe("mnist_fgsm_augment", "FGSM augment (m = 0.5)",
-           {**_MNIST, "method": "fgsm_weighted", "mix": 0.5, "epochs": 5, "lr": 1e-3, "schedule": "cosine"},
+           {**_MNIST, "method": "fgsm_weighted", "params": {"mix": 0.5}, "epochs": 5, "lr": 1e-3, "schedule": "cosine"},
            "Goodfellow et al. 2015, adversarial data augmentation with mixing weight 0.5"),
     Recipe("mnist_fgsm_rs", "FGSM-RS (fast AT)",
            {**_MNIST, "method": "fgsm_rs", "alpha": 1.25 * MNIST_EPS, "epochs": 10, "lr": 5e-3, "schedule": "cyclic"},
@@ -130,13 +130,14 @@ _FAMILY = {**_CIFAR_SMALL, "steps": 3, "alpha": 2.5 * CIFAR_EPS / 3, "epochs": 5
 _LIST += [
     Recipe("cifar_s_sat", "SAT", {**_FAMILY, "method": "pgd"},
            "Madry et al. 2018: cross-entropy at the PGD example"),
-    Recipe("cifar_s_trades", "TRADES (β=6)", {**_FAMILY, "method": "trades", "beta": 6.0},
+    Recipe("cifar_s_trades", "TRADES (β=6)", {**_FAMILY, "method": "trades", "params": {"beta": 6.0}},
            "Zhang et al. 2019 (TRADES trades.py): CE(f(x), y) + β·KL(f(x) ‖ f(x')), β = 6"),
-    Recipe("cifar_s_mart", "MART (β=6)", {**_FAMILY, "method": "mart", "beta": 6.0},
+    Recipe("cifar_s_mart", "MART (β=6)", {**_FAMILY, "method": "mart", "params": {"beta": 6.0}},
            "Wang et al. 2020 (MART mart.py): boosted CE at x' + β·KL weighted by 1 − f_y(x), β = 6"),
 ]
 _BETA_SWEEP = {**_FAMILY, "method": "trades", "train_samples": 10000}
-_LIST += [Recipe(f"cifar_s_trades_beta{b:g}", f"TRADES β={b:g} (10k images)", {**_BETA_SWEEP, "beta": float(b)},
+_LIST += [Recipe(f"cifar_s_trades_beta{b:g}", f"TRADES β={b:g} (10k images)",
+                 {**_BETA_SWEEP, "params": {"beta": float(b)}},
                  "notebook 04's β sweep: clean vs robust accuracy, one point per β")
           for b in (0.5, 2, 6)]
 
@@ -149,8 +150,9 @@ _LIST += [
     Recipe("cifar_d_natural", "Natural", {**_DISTIL, "method": "standard"},
            "the non-robust student (the RSLAD table's Natural row)"),
     Recipe("cifar_d_sat", "SAT", {**_DISTIL, "method": "pgd"}, "Madry et al. 2018: CE at the PGD example"),
-    Recipe("cifar_d_trades", "TRADES", {**_DISTIL, "method": "trades", "beta": 6.0}, "Zhang et al. 2019, β = 6"),
-    Recipe("cifar_d_mart", "MART", {**_DISTIL, "method": "mart", "beta": 6.0}, "Wang et al. 2020, β = 6"),
+    Recipe("cifar_d_trades", "TRADES", {**_DISTIL, "method": "trades", "params": {"beta": 6.0}},
+           "Zhang et al. 2019, β = 6"),
+    Recipe("cifar_d_mart", "MART", {**_DISTIL, "method": "mart", "params": {"beta": 6.0}}, "Wang et al. 2020, β = 6"),
     Recipe("cifar_d_ard", "ARD", {**_DISTIL, "method": "ard", "attack_mode": "train", "params": {"tau": 30.0, "kd_weight": 1.0}},
            "Goldblum et al. 2020 (AdversariallyRobustDistillation main.py l.23, l.26, l.118): τ = 30, pure KL, the "
            "attack crafted with the student in training mode"),
@@ -182,14 +184,14 @@ _LIST += [
            "attack runs in the training graph (train.py l.41: batch norm in training mode); ResNet-18 as in the "
            "RSLAD table"),
     Recipe("cifar_trades_gpu", "TRADES (WRN-34-10, β=6)",
-           {**_GPU, "model": "wrn34_10", "method": "trades", "beta": 6.0, "eps": 0.031, "steps": 10, "alpha": 0.007,
-            "epochs": 76, "weight_decay": 2e-4, "milestones": (74 / 76,)},
+           {**_GPU, "model": "wrn34_10", "method": "trades", "params": {"beta": 6.0}, "eps": 0.031, "steps": 10,
+            "alpha": 0.007, "epochs": 76, "weight_decay": 2e-4, "milestones": (74 / 76,)},
            "yaodongyu/TRADES train_trades_cifar10.py l.16-37 (batch 128, 76 epochs, weight decay 2e-4, lr 0.1, "
            "epsilon 0.031, 10 steps of 0.007, beta 6) and l.137-147 (lr x0.1 from epoch 75); trades.py l.28 "
            "(eval mode while crafting), l.31 (start x + 0.001·N(0,1)), l.81-82 (KL summed, divided by the batch)"),
     Recipe("cifar_mart_gpu", "MART (WRN-34-10, β=6)",
-           {**_GPU, "model": "wrn34_10", "method": "mart", "beta": 6.0, "eps": 0.031, "steps": 10, "alpha": 0.007,
-            "epochs": 90, "weight_decay": 7e-4, "milestones": (74 / 90, 89 / 90)},
+           {**_GPU, "model": "wrn34_10", "method": "mart", "params": {"beta": 6.0}, "eps": 0.031, "steps": 10,
+            "alpha": 0.007, "epochs": 90, "weight_decay": 7e-4, "milestones": (74 / 90, 89 / 90)},
            "YisenWang/MART train_wideresnet.py l.21-42 (batch 128, 90 epochs, weight decay 7e-4, lr 0.1, epsilon "
            "0.031, 10 steps of 0.007, beta 6) and l.109-119 (lr x0.1 from epoch 75, x0.01 from epoch 90); mart.py "
            "l.17 (eval mode while crafting), l.20 (start x + 0.001·N(0,1)), l.25 (CE inner loss), l.48, l.54-55"),
@@ -259,16 +261,20 @@ def config(name: str, epochs_scale: float = 1.0, **overrides: Any) -> TrainConfi
 
 # Columns of a recipe table: what every run sets, then what only some methods read (their declaration).
 TABLE_KEYS = ("method", "epochs", "batch_size", "optimizer", "lr", "schedule", "eps", "eps_ramp_epochs", "steps",
-              "alpha", "mix", "beta", "model")
+              "alpha", "model")
 _ALWAYS = {"method", "epochs", "batch_size", "optimizer", "lr", "schedule", "model"}
 
 
 def table(configs: dict[str, TrainConfig]) -> str:
     """A Markdown table of the hyper-parameters of several runs, one row each; '–' where a run's
     method does not read the setting (as the method declares in :func:`advlib.losses.register`),
-    plus the methods' own ``params`` and the teacher when any run has them."""
+    plus the methods' own ``params`` (each at the value the run reads) when any run's method declares some, and
+    the teacher when any run has one."""
     keys = list(TABLE_KEYS)
-    keys += [k for k in ("params", "teacher") if any(getattr(c, k) for c in configs.values())]
+    if any(losses.get_method(c.method).params for c in configs.values()):
+        keys.append("params")
+    if any(c.teacher for c in configs.values()):
+        keys.append("teacher")
     if len({c.attack_mode for c in configs.values()}) > 1:
         keys.insert(keys.index("alpha") + 1, "attack_mode")  # where it differs between runs (ARD/IAD: train)
     if any(c.precision != "fp32" or c.channels_last for c in configs.values()):

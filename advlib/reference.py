@@ -11,12 +11,15 @@ figures are L∞ with ε = 8/255, all MNIST figures L∞ with ε = 0.3; accuraci
 :func:`published_tables` gives all of them as uniform tables (for the course report);
 :func:`match` finds the published rows for a model and a training method that a notebook declared
 (our names: :data:`PUBLISHED_MODEL`, :data:`PUBLISHED_METHOD`). Which of our attacks measures which
-published column is declared with the attack families (:func:`advlib.attack_registry.published_column`).
-Nothing is guessed from the text of a row or a column.
+published column is declared with the attack families (:func:`advlib.attack_registry.published_column`),
+which published name a training method goes by with the method (``paper=`` of
+:func:`advlib.losses.register`). Nothing is guessed from the text of a row or a column.
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 SHEET = "shared/reference/rslad-table.md"
@@ -157,12 +160,34 @@ def published_tables() -> list[dict]:
 
 # --------------------------------------------------------------------------- matching our rows
 
+LOSSES_DIR = Path(__file__).resolve().parent / "losses"  # the training methods, one module each
+
+
+def declared_by_methods(keyword: str, where: Path = LOSSES_DIR) -> dict[str, str]:
+    """``{method: value}`` of ``keyword`` (``"paper"``, ``"citation"``) in every ``register("<method>", ...)`` call
+    of the training methods' modules that gives it. The methods sit above this module (docs/architecture.md,
+    "Layers": they import torch, the report does not), so their declarations are read from the source, not
+    imported; tests/test_losses.py checks that this equals what the registry holds."""
+    out: dict[str, str] = {}
+    for path in sorted(where.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "register"):
+                continue
+            for kw in node.keywords:
+                if kw.arg == keyword:
+                    try:
+                        out[ast.literal_eval(node.args[0])] = ast.literal_eval(kw.value)
+                    except (ValueError, IndexError):
+                        raise ValueError(f"{path}:{node.lineno}: register(...) must name the method and give "
+                                         f"{keyword}= as string literals (advlib.reference reads them)") from None
+    return out
+
+
 # Our names (advlib.models, advlib.losses) -> the names of the published tables. Only declared names are
 # matched (see advlib.record: a result table's rows_meta and columns_meta), never guessed from a row's text.
 PUBLISHED_MODEL = {"resnet18": "ResNet-18", "preact_resnet18": "PreActResNet-18", "mobilenet_v2": "MobileNetV2",
                    "wrn34_10": "WRN-34-10", "small_cnn": "SmallCNN"}
-PUBLISHED_METHOD = {"standard": "Natural", "pgd": "SAT", "trades": "TRADES", "fgsm_rs": "FGSM", "ard": "ARD",
-                    "iad": "IAD", "rslad": "RSLAD"}
+PUBLISHED_METHOD = declared_by_methods("paper")  # {"standard": "Natural", "pgd": "SAT", ...}, as each method declares
 
 
 def _published(name: Optional[str], names: dict[str, str]) -> Optional[str]:
@@ -176,10 +201,10 @@ def published_model(model: Optional[str]) -> Optional[str]:
 
 
 def published_method(method: Optional[str]) -> Optional[str]:
-    """The published family of one of our training methods: 'standard' -> 'Natural', 'pgd' -> 'SAT'
-    (Madry PGD training), 'fgsm_rs' -> 'FGSM' (fast AT: FGSM with a random start), 'trades', 'ard',
-    'iad', 'rslad' -> upper case. None for the others (FGSM without a random start has no published
-    counterpart here); a published name stays as it is."""
+    """The published family of one of our training methods, as the method declares it (``paper=`` of
+    :func:`advlib.losses.register`): 'standard' -> 'Natural', 'pgd' -> 'SAT' (Madry PGD training), 'fgsm_rs'
+    -> 'FGSM' (fast AT: FGSM with a random start), 'trades', 'ard', 'iad', 'rslad' -> upper case. None for the
+    others (FGSM without a random start has no published counterpart here); a published name stays as it is."""
     return _published(method, PUBLISHED_METHOD)
 
 

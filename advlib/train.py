@@ -314,12 +314,21 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     return run_metrics(cfg, state, train_data, True, total_steps)
 
 
+def _settings(config: dict) -> dict:
+    """A config dict as resuming compares it: in today's fields (:func:`advlib.losses.upgrade`: TRADES' β of an
+    older checkpoint is its ``params["beta"]``), a field added after it was written at its default, and every
+    parameter its method declares at the value the run reads (one left at its default and one set to the same
+    value are the same setting)."""
+    d = {**TrainConfig().to_dict(), **losses.upgrade(config)}
+    method = losses.METHODS.get(d["method"])
+    d["params"] = {**(method.params if method else {}), **(d["params"] or {})}
+    return d
+
+
 def _config_diff(cfg: TrainConfig, ck: dict, data_desc: str, teacher: Optional[str] = None) -> dict:
     """Settings (and the training data, and the teacher's weights) that differ between ``cfg`` and a checkpoint."""
-    old = {**TrainConfig().to_dict(), **ck.get("config", {})}  # fields added since the checkpoint: defaults
-    defaults = TrainConfig().to_dict()  # a field added after the checkpoint was written counts as its default
-    diff = {k: (old.get(k, defaults[k]), v) for k, v in cfg.to_dict().items()
-            if k not in RESUME_FREE and old.get(k, defaults[k]) != v}
+    old, new = _settings(ck.get("config", {})), _settings(cfg.to_dict())
+    diff = {k: (old[k], v) for k, v in new.items() if k not in RESUME_FREE and old[k] != v}
     if ck.get("state", {}).get("data") != data_desc:
         diff["data"] = (ck.get("state", {}).get("data"), data_desc)
     if ck.get("state", {}).get("teacher") != teacher:

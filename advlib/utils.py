@@ -1,13 +1,16 @@
 """Small helpers shared by the library: seeds, devices, progress bars, JSON, distributed ranks."""
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import numbers
 import os
+import pkgutil
 import random
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -105,6 +108,14 @@ def progress(iterable: Optional[Iterable] = None, enabled: bool = True, **kw):
 
 
 # --------------------------------------------------------------------------- argument checks
+
+
+def import_submodules(package: str, path: Iterable[str]) -> list[ModuleType]:
+    """Import every module of ``package`` (its ``__name__`` and ``__path__``) whose name does not start with
+    ``_``, in the order of their names: how a package that registers one thing per module (``losses``,
+    ``exercises``) finds them, so that adding a module edits no list."""
+    return [importlib.import_module(f"{package}.{info.name}")
+            for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name) if not info.name.startswith("_")]
 
 
 def check_count(name: str, value: Any, minimum: int = 1, none_means: Optional[str] = None) -> None:

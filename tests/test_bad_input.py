@@ -73,7 +73,7 @@ def test_evaluate_refuses_empty_and_negative_sizes(tiny_model, mnist_sample, kw,
 @pytest.mark.parametrize("field, value", [("train_samples", 0), ("train_samples", -100), ("eval_samples", 0),
                                           ("batch_size", 0), ("holdout", 0), ("steps", 0), ("eval_steps", 0),
                                           ("epochs", 0), ("epochs", float("nan")), ("lr", -0.1),
-                                          ("cyclic_peak", 1.0), ("mix", 2.0), ("alpha", 0.0)])
+                                          ("cyclic_peak", 1.0), ("alpha", 0.0)])
 def test_config_refuses_empty_negative_and_out_of_range_values(tmp_path, no_training, field, value):
     """Issue 8.4 and 8.8: train_samples=0 trained on everything, eval_samples=0 died after an epoch
     with ZeroDivisionError, batch_size=0 said 'range() arg 3 must not be zero'."""
@@ -95,6 +95,15 @@ def test_config_refuses_values_of_the_wrong_type(tmp_path, no_training, field, v
     """Issue 8.1 (the same class of bug through the library or a --config file) and 8.8."""
     with pytest.raises(ValueError, match=message):
         train.fit(small_cfg(tmp_path, **{field: value}))
+
+
+@pytest.mark.parametrize("method, name, value", [("fgsm_weighted", "mix", 2.0), ("trades", "beta", -1.0),
+                                                 ("mart", "beta", float("nan")), ("trades", "beta", "6")])
+def test_a_method_refuses_its_parameters_out_of_range(tmp_path, no_training, method, name, value):
+    """A method's own hyper-parameters (TrainConfig fields once, issue 21) are checked as the fields are."""
+    with pytest.raises(ValueError, match=rf"{name} \(a parameter of {method}\) must be in"):
+        train.fit(small_cfg(tmp_path, method=method, params={name: value}))
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 # ------------------------------------------------------------------ 5. half precision, autoattack's RNG

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import json
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -37,6 +39,7 @@ LAYERS = (
 )
 PACKAGE = "advlib"
 ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
+README = ARCHITECTURE.parent.parent / "README.md"
 
 
 # --------------------------------------------------------------------------- the check (run in a subprocess)
@@ -182,6 +185,18 @@ def test_the_documented_layers_are_the_checked_ones():
     items = re.findall(r"^\d+\. (.*)$", section, flags=re.M)
     documented = [tuple(re.findall(r"`([\w.]+)`", item.split(":", 1)[0])) for item in items]
     assert documented == [tuple(layer) for layer in LAYERS]
+
+
+def test_the_readme_describes_every_module_once():
+    """The README's table of modules (``| module | holds |``) has a row for each module of the package, and one only."""
+    lines = README.read_text().split("## The library", 1)[1].splitlines()
+    start = lines.index("| module | holds |")
+    rows = list(itertools.takewhile(lambda ln: ln.startswith("|"), lines[start + 2:]))
+    named = [n for row in rows for n in re.findall(r"`([\w.]+)`", row.split(" | ", 1)[0])]
+    modules = sorted(m.name for m in pkgutil.iter_modules([str(ARCHITECTURE.parent.parent / PACKAGE)]))
+    assert sorted(named) == modules, (f"missing: {sorted(set(modules) - set(named))}, not modules: "
+                                      f"{sorted(set(named) - set(modules))}, twice: "
+                                      f"{sorted({n for n in named if named.count(n) > 1})}")
 
 
 def _function_level_imports(path: Path):

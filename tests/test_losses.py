@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from advlib import attacks, losses, train
+from advlib import attacks, losses, paths, reference, train
 from advlib.config import TrainConfig
 from advlib.teacher import Teacher
 
@@ -52,6 +52,42 @@ def test_registered_methods_declare_real_fields():
         losses.register("bad", uses=("temperature",))
     with pytest.raises(ValueError, match="already registered"):
         losses.register("pgd")(lambda ctx: None)
+    with pytest.raises(ValueError, match="ranges for undeclared parameters"):
+        losses.register("bad", params={"tau": 1.0}, ranges={"beta": "[0, inf)"})
+
+
+def test_the_published_names_are_the_ones_the_methods_declare():
+    """reference reads paper= and citation= from the source of advlib/losses/ (it sits below the methods): what it
+    reads is what the registry holds."""
+    assert reference.PUBLISHED_METHOD == {m.name: m.paper for m in losses.METHODS.values() if m.paper}
+    assert reference.declared_by_methods("citation") == {m.name: m.citation for m in losses.METHODS.values()
+                                                         if m.citation}
+    assert reference.published_method("trades") == "TRADES" and reference.published_method("mart") is None
+    assert {m.paper for m in losses.METHODS.values() if m.paper} - {"FGSM"} == set(reference.RSLAD_METHODS)
+
+
+def test_a_method_declared_with_a_computed_paper_name_is_refused_by_reference(tmp_path):
+    (tmp_path / "odd.py").write_text('NAME = "X"\n@register("odd", paper=NAME)\ndef odd(ctx):\n    pass\n')
+    with pytest.raises(ValueError, match=r"odd.py:2: .*string literals"):
+        reference.declared_by_methods("paper", tmp_path)
+
+
+def test_the_readme_lists_every_method():
+    row = next(line for line in (paths.REPO_ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| `losses` |"))
+    assert [m for m in losses.METHODS if f"`{m}`" not in row] == []
+
+
+@pytest.mark.parametrize("method, params", [("trades", {"beta": 6.0}), ("mart", {"beta": 6.0}),
+                                            ("fgsm_weighted", {"mix": 0.5}), ("pgd", {}), ("standard", {})])
+def test_upgrade_moves_beta_and_mix_into_the_params_of_the_methods_that_read_them(method, params):
+    old = {"method": method, "beta": 6.0, "mix": 0.5, "params": {}}
+    assert losses.upgrade(old) == {"method": method, "params": params}
+    assert old == {"method": method, "beta": 6.0, "mix": 0.5, "params": {}}, "upgrade changes a copy"
+    if params:  # a value params already sets wins
+        name = next(iter(params))
+        assert losses.upgrade({**old, "params": {name: 1.0}})["params"] == {name: 1.0}
+    assert losses.upgrade({"method": "pgd", "eps": 0.1}) == {"method": "pgd", "eps": 0.1}
 
 
 def test_teacher_reaches_a_distillation_method_through_the_engine(tmp_path, distil_method, monkeypatch):
@@ -97,7 +133,7 @@ def test_teacher_is_frozen_in_eval_mode_and_caches_per_image():
 
 def test_compute_runs_a_method_with_a_real_config(trained_mnist, mnist_sample):
     x, y = mnist_sample[1].tensors(16)
-    loss, logits = losses.compute("fgsm_weighted", trained_mnist, x, y, 0.1, mix=0.25)
+    loss, logits = losses.compute("fgsm_weighted", trained_mnist, x, y, 0.1, params={"mix": 0.25})
     x_adv = attacks.fgsm(trained_mnist, x, y, 0.1)
     ref = 0.75 * F.cross_entropy(trained_mnist(x), y) + 0.25 * F.cross_entropy(trained_mnist(x_adv), y)
     assert torch.allclose(loss, ref, atol=1e-6)

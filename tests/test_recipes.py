@@ -32,13 +32,16 @@ def test_unknown_recipe_names_the_choices():
 
 
 def test_recipe_table_marks_settings_a_method_does_not_read():
-    table = recipes.table({"std": recipes.config("mnist_standard"), "pgd": recipes.config("mnist_pgd")})
-    header, _, std, pgd = table.splitlines()
+    table = recipes.table({"std": recipes.config("mnist_standard"), "pgd": recipes.config("mnist_pgd"),
+                           "aug": recipes.config("mnist_fgsm_augment")})
+    header, _, std, pgd, aug = table.splitlines()
     cols = [c.strip() for c in header.strip("|").split("|")]
-    std = dict(zip(cols, (c.strip() for c in std.strip("|").split("|"))))
-    pgd = dict(zip(cols, (c.strip() for c in pgd.strip("|").split("|"))))
+    std, pgd, aug = (dict(zip(cols, (c.strip() for c in row.strip("|").split("|")))) for row in (std, pgd, aug))
     assert std["steps"] == "–" and std["eps"] == "–" and pgd["steps"] == "5" and pgd["eps"] == "0.3"
-    assert pgd["mix"] == "–" and pgd["alpha"] == "default"
+    assert pgd["params"] == "–" and aug["params"] == "mix=0.5" and pgd["alpha"] == "default"
+    # a method's parameter shows at the value the run reads, its default when the run leaves it out
+    trades = recipes.config("cifar_s_trades", params={})
+    assert trades.params == {} and "beta=6" in recipes.table({"t": trades})
 
 
 def _cli(*args):
@@ -58,6 +61,11 @@ def test_cli_recipe_trains_the_same_settings(tmp_path):
     assert stored == expected
     r = _cli("train", "--recipe", "mnist_pgd", "--param", "tau=3", "--out-dir", str(tmp_path / "x"))
     assert r.returncode == 2 and "no parameter" in r.stderr, r.stderr
+    # --beta, a TrainConfig field once, is the parameter of the methods that declare it
+    r = _cli("train", "--recipe", "mnist_pgd", "--beta", "3", "--out-dir", str(tmp_path / "x"))
+    assert r.returncode == 2 and "no parameter(s) ['beta']" in r.stderr, r.stderr
+    r = _cli("train", "--recipe", "cifar_s_trades", "--beta", "-1", "--out-dir", str(tmp_path / "x"))
+    assert r.returncode == 2 and "beta (a parameter of trades) must be in" in r.stderr, r.stderr
 
 
 def test_notebook_02s_runs_are_one_definition_per_profile(tmp_path):

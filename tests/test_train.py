@@ -159,6 +159,29 @@ def test_monitor_every_records_a_trace_without_changing_the_training(tmp_path):
     assert train.fit(watched)["trace"] == trace
 
 
+def _before_issue_21(cfg: train.TrainConfig, beta: float = 6.0, mix: float = 0.5) -> dict:
+    """The config dict a checkpoint of ``cfg`` held when beta and mix were TrainConfig fields (every config had both)."""
+    d = cfg.to_dict()
+    params = {k: v for k, v in d.pop("params").items() if k not in ("beta", "mix")}
+    return {**d, "beta": beta, "mix": mix, "params": params}
+
+
+@pytest.mark.parametrize("method, params", [("trades", {}), ("trades", {"beta": 6.0}), ("mart", {}),
+                                            ("fgsm_weighted", {"mix": 0.5}), ("pgd", {})])
+def test_a_checkpoint_from_when_beta_and_mix_were_fields_is_the_same_run(tmp_path, method, params):
+    """beta and mix moved into the methods' params (issue 21): an older checkpoint with the same values resumes."""
+    cfg = small_cfg(tmp_path, method=method, params=params)
+    ck = {"config": _before_issue_21(cfg), "state": {"data": "d"}}
+    assert train._config_diff(cfg, ck, "d") == {}
+    assert train.TrainConfig.from_dict(losses.upgrade(ck["config"])) == cfg.replace(
+        params={k: 6.0 if k == "beta" else 0.5 for k in losses.get_method(method).params})
+    if losses.get_method(method).params:  # another value of the method's own parameter is another run
+        changed = _before_issue_21(cfg, beta=3.0, mix=0.25)
+        assert set(train._config_diff(cfg, {**ck, "config": changed}, "d")) == {"params"}
+    else:  # a method that never read them: whatever the checkpoint held
+        assert train._config_diff(cfg, {**ck, "config": _before_issue_21(cfg, beta=3.0, mix=0.25)}, "d") == {}
+
+
 def test_a_field_added_later_counts_as_its_default_on_resume(tmp_path):
     cfg = small_cfg(tmp_path, epochs=0.2)
     train.fit(cfg)

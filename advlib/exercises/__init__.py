@@ -33,15 +33,17 @@ notebooks' exercise cells: ``python -m advlib.exercises write`` writes them into
 Adding an exercise: its check (named ``check_...`` and listed in the module's ``__all__``, which makes
 it importable from here) and its :class:`~.cells.Exercise` in the notebook's module, its reference
 answer in ``solutions/``, tests in ``tests/test_exercises.py``, then ``python -m advlib.exercises
-write``. Adding a notebook's exercises: a module like the others, listed in ``_MODULES`` below.
+write``. Adding a notebook's exercises: a module like the others in this package (every module that
+defines ``NOTEBOOK`` is found, as :mod:`advlib.losses` finds its methods; nothing else needs editing).
 """
 from __future__ import annotations
 
-from . import adversarial_training_mnist, distillation_cifar10, fgsm_mnist, practice_mnist, setup, trades_mart_cifar10
+from .. import utils
 from .cells import Exercise
 
-_MODULES = (setup, fgsm_mnist, adversarial_training_mnist, practice_mnist, trades_mart_cifar10,
-            distillation_cifar10)  # one per notebook, in course order
+# Every module of this package that defines NOTEBOOK holds that notebook's exercises; in course order (by notebook).
+_MODULES = tuple(sorted((m for m in utils.import_submodules(__name__, __path__) if hasattr(m, "NOTEBOOK")),
+                        key=lambda m: m.NOTEBOOK))
 
 EXERCISES: dict[str, tuple[Exercise, ...]] = {m.NOTEBOOK: m.EXERCISES for m in _MODULES}
 """The exercises of each notebook, by notebook name (the file name without ``.ipynb``), in order."""

@@ -324,8 +324,8 @@ def _weighted_cases() -> list[dict]:
 
 
 def _weighted_reference(model, x, y, eps, mix) -> torch.Tensor:
-    """The library's training loss ``fgsm_weighted`` on this batch, with ``mix`` as its TrainConfig field."""
-    return losses.compute("fgsm_weighted", model, x, y, eps, mix=mix)[0]
+    """The library's training loss ``fgsm_weighted`` on this batch, with ``mix`` as its declared parameter."""
+    return losses.compute("fgsm_weighted", model, x, y, eps, params={"mix": mix})[0]
 
 
 _WEIGHTS = "Hint: weight the clean cross-entropy by 1 − m and the one on the FGSM example by m (m = `mix`)."

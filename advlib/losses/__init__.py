@@ -6,42 +6,51 @@ returns ``(loss, logits)``: a scalar to minimise and the model's output on the i
 on (for the running training accuracy). The engine zeroes the parameter gradients after the
 method returns and before ``loss.backward()``, so a method may run backward passes of its own.
 
-A method is registered with what it reads::
+A method is registered with what it reads, once, in its own module::
 
-    @register("trades", uses=("eps", "alpha", "steps", "attack_mode", "beta"))
+    @register("trades", uses=ATTACK_FIELDS, params={"beta": 6.0}, ranges={"beta": "[0, inf)"},
+              paper="TRADES", citation="Zhang et al., ICML 2019")
     def trades(ctx: Context):
         ...
 
 ``uses`` names the :class:`~advlib.config.TrainConfig` fields the method reads (recipe tables
-and exercise checks read this declaration); ``params`` declares method-specific
-hyper-parameters with their defaults (a run sets them in ``TrainConfig.params``, the method
-reads them with ``ctx.param(name)``); ``teacher=True`` makes the engine load the frozen teacher
-named by ``TrainConfig.teacher`` once and hand it over as ``ctx.teacher``. :func:`validate` checks a
-config against what its method declares (the engine calls it before training), :func:`param` reads a
-method's hyper-parameter of a config.
+and exercise checks read this declaration; :data:`ATTACK_FIELDS` are those of the training adversary);
+``params`` declares method-specific hyper-parameters with their defaults (a run sets them in
+``TrainConfig.params``, the method reads them with ``ctx.param(name)``) and ``ranges`` the values
+:func:`validate` accepts for some of them; ``teacher=True`` makes the engine load the frozen teacher
+named by ``TrainConfig.teacher`` once and hand it over as ``ctx.teacher``; ``paper`` is the name the
+published tables give the method (:mod:`advlib.reference` matches our rows with theirs by it) and
+``citation`` the paper that introduced it. :func:`validate` checks a config against what its method
+declares (the engine calls it before training), :func:`param` reads a method's hyper-parameter of a
+config, :func:`upgrade` reads a config dict written by an older advlib.
 
 Adding a method: write ``advlib/losses/<name>.py`` with a registered function (every module of
 this package is imported, so nothing else needs editing), an exercise, its solution and a test.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 import torch.nn as nn
 
-from .. import attacks
-from ..config import TrainConfig
+from .. import attacks, utils
+from ..config import TrainConfig, in_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..teacher import Teacher
 
-# Fields of TrainConfig that every method reads through the engine (optimiser, schedule, data...):
-# a method's ``uses`` lists only what shapes its own loss.
+# The TrainConfig fields of the training adversary: what a method that crafts its examples with ctx.pgd reads
+# (``uses=ATTACK_FIELDS``). A method's ``uses`` lists only what shapes its own loss, not what every method
+# reads through the engine (optimiser, schedule, data...).
 ATTACK_FIELDS = ("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode")
+
+# TrainConfig fields that became parameters of the methods that read them (issue 21): a config dict written
+# before then (a checkpoint's, a metrics.json's, a --config file) carries them for every method; upgrade().
+MOVED_TO_PARAMS = ("beta", "mix")
 
 
 @dataclass
@@ -87,6 +96,9 @@ class Method:
     uses: tuple[str, ...] = ()
     params: dict = field(default_factory=dict)
     teacher: bool = False
+    ranges: dict = field(default_factory=dict)  # {param: interval such as "[0, 1]"}, checked by validate()
+    paper: Optional[str] = None  # the method's name in the published tables (advlib.reference)
+    citation: Optional[str] = None  # the paper that introduced it
 
     @property
     def summary(self) -> str:
@@ -100,18 +112,24 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, *, uses: tuple[str, ...] = (), params: Optional[dict] = None, teacher: bool = False):
-    """Register a training method under ``name`` (see the module docstring)."""
+def register(name: str, *, uses: tuple[str, ...] = (), params: Optional[dict] = None, teacher: bool = False,
+             ranges: Optional[dict] = None, paper: Optional[str] = None, citation: Optional[str] = None):
+    """Register a training method under ``name`` (see the module docstring). ``paper`` and ``citation`` are
+    written as string literals: :mod:`advlib.reference`, which sits below this package, reads them from the
+    source of the call."""
     fields = set(TrainConfig.__dataclass_fields__)
     unknown = set(uses) - fields
     if unknown:
         raise ValueError(f"method {name!r} declares unknown TrainConfig fields {sorted(unknown)}; "
                          "method-specific hyper-parameters go in params={...}.")
+    params, ranges = dict(params or {}), dict(ranges or {})
+    if set(ranges) - set(params):
+        raise ValueError(f"method {name!r} gives ranges for undeclared parameters {sorted(set(ranges) - set(params))}")
 
     def deco(fn: Callable[[Context], tuple[torch.Tensor, torch.Tensor]]) -> Method:
         if name in METHODS:
             raise ValueError(f"a training method named {name!r} is already registered")
-        METHODS[name] = Method(name, fn, tuple(uses), dict(params or {}), teacher)
+        METHODS[name] = Method(name, fn, tuple(uses), params, teacher, ranges, paper, citation)
         return METHODS[name]
     return deco
 
@@ -134,7 +152,8 @@ def param(cfg: TrainConfig, name: str) -> Any:
 def validate(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` saying what to fix for a config training could not use: its fields
     (:meth:`TrainConfig.validate <advlib.config.TrainConfig.validate>`), then what its method declares: a
-    registered method, only the parameters it declares, and a teacher for a method that distils from one.
+    registered method, only the parameters it declares, each in the range it declares, and a teacher for a
+    method that distils from one.
     :func:`advlib.train.fit` calls it before the first training step."""
     cfg.validate()
     method = get_method(cfg.method)
@@ -142,21 +161,38 @@ def validate(cfg: TrainConfig) -> None:
     if unknown:
         raise ValueError(f"method {cfg.method!r} has no parameter(s) {sorted(unknown)}; it declares "
                          f"{sorted(method.params) or 'none'}.")
+    for name, interval in method.ranges.items():
+        value = cfg.params.get(name, method.params[name])
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not (number and in_range(value, interval)):
+            raise ValueError(f"{name} (a parameter of {cfg.method}) must be in {interval}, a finite number; "
+                             f"got {value!r}.")
     if method.teacher and not cfg.teacher:
         raise ValueError(f"method {cfg.method!r} distils from a teacher: set teacher= to the path of a "
                          "checkpoint (a last.pt or best.pt of a robust model of this dataset).")
+
+
+def upgrade(d: dict) -> dict:
+    """A TrainConfig dict (a checkpoint's or a metrics.json's config, a --config file) in today's fields: the
+    fields of :data:`MOVED_TO_PARAMS`, which every config carried whatever its method, become ``params`` of a
+    method that declares them (a value ``params`` already sets wins) and are dropped for the others, which never
+    read them. A copy; ``d`` itself is left as it is."""
+    d = dict(d)
+    moved = {k: d.pop(k) for k in MOVED_TO_PARAMS if k in d}
+    method = METHODS.get(d.get("method", TrainConfig.method))
+    kept = {k: v for k, v in moved.items() if method is not None and k in method.params}
+    if kept:
+        d["params"] = {**kept, **(d.get("params") or {})}
+    return d
 
 
 def compute(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
             teacher: Optional["Teacher"] = None, epoch: float = 0.0, **cfg_fields: Any
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run training method ``name`` on one batch, outside the engine (notebooks, exercise checks):
-    ``compute("fgsm_weighted", model, x, y, 0.3, mix=0.5)``. ``cfg_fields`` are TrainConfig fields."""
+    ``compute("fgsm_weighted", model, x, y, 0.3, params={"mix": 0.5})``. ``cfg_fields`` are TrainConfig fields."""
     cfg = TrainConfig(method=name, eps=eps, **cfg_fields)
     return get_method(name)(Context(model, x, y, eps, cfg, teacher, epoch))
 
 
-# Every module of this package registers its methods when imported.
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if not _info.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_info.name}")
+utils.import_submodules(__name__, __path__)  # every module of this package registers its methods when imported

@@ -1,11 +1,11 @@
 r"""ARD, Adversarially Robust Distillation (Goldblum et al., AAAI 2020)."""
 import torch.nn.functional as F
 
-from . import Context, register
+from . import ATTACK_FIELDS, Context, register
 
 
-@register("ard", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode"),
-          params={"tau": 30.0, "kd_weight": 1.0}, teacher=True)
+@register("ard", uses=ATTACK_FIELDS, params={"tau": 30.0, "kd_weight": 1.0}, teacher=True,
+          paper="ARD", citation="Goldblum et al., AAAI 2020")
 def ard(ctx: Context):
     r"""ARD (Goldblum et al. 2020): :math:`(1-w)\,CE(S(x), y) + w\,\tau^2\,KL(S^\tau(x')\,\|\,T^\tau(x))`, with
     x' from cross-entropy PGD on the student (uniform start in the ε-ball) and the teacher on the clean x.

@@ -18,19 +18,20 @@ def fgsm_two_pass(ctx: Context):
     return F.cross_entropy(logits, ctx.y), logits
 
 
-@register("fgsm_weighted", uses=("eps", "eps_ramp_epochs", "attack_mode", "mix"))
+@register("fgsm_weighted", uses=("eps", "eps_ramp_epochs", "attack_mode"), params={"mix": 0.5},
+          ranges={"mix": "[0, 1]"}, citation="Goodfellow et al., ICLR 2015")
 def fgsm_weighted(ctx: Context):
     r"""Adversarial data augmentation (Goodfellow et al. 2015): :math:`(1-m)\,J(x) + m\,J(x_{FGSM})`
-    with the mixing weight :math:`m` = ``cfg.mix`` (not α, the attack step)."""
+    with the mixing weight :math:`m` = ``params["mix"]`` (not α, the attack step; default 0.5, the paper's)."""
     x_adv = attacks.fgsm(ctx.model, ctx.x, ctx.y, ctx.eps, mode=ctx.cfg.attack_mode) if ctx.eps > 0 else ctx.x
     logits_clean = ctx.model(ctx.x)
     logits_adv = ctx.model(x_adv)
-    mix = ctx.cfg.mix
+    mix = ctx.param("mix")
     loss = (1 - mix) * F.cross_entropy(logits_clean, ctx.y) + mix * F.cross_entropy(logits_adv, ctx.y)
     return loss, logits_adv
 
 
-@register("fgsm", uses=("eps", "eps_ramp_epochs", "attack_mode"))
+@register("fgsm", uses=("eps", "eps_ramp_epochs", "attack_mode"), citation="Goodfellow et al., ICLR 2015")
 def fgsm(ctx: Context):
     """FGSM adversarial training without random start (prone to catastrophic overfitting)."""
     x_adv = attacks.fgsm(ctx.model, ctx.x, ctx.y, ctx.eps, mode=ctx.cfg.attack_mode) if ctx.eps > 0 else ctx.x
@@ -38,7 +39,8 @@ def fgsm(ctx: Context):
     return F.cross_entropy(logits, ctx.y), logits
 
 
-@register("fgsm_rs", uses=("eps", "eps_ramp_epochs", "alpha", "attack_mode"))
+@register("fgsm_rs", uses=("eps", "eps_ramp_epochs", "alpha", "attack_mode"), paper="FGSM",
+          citation="Wong et al., ICLR 2020")
 def fgsm_rs(ctx: Context):
     """Fast adversarial training (Wong et al. 2020): uniform random start, one signed step of
     alpha (default 1.25 eps), projected to the eps-ball and [0,1]."""

@@ -2,11 +2,11 @@ r"""IAD, Introspective Adversarial Distillation (Zhu et al., ICLR 2022), the IAD
 import torch
 import torch.nn.functional as F
 
-from . import Context, register
+from . import ATTACK_FIELDS, Context, register
 
 
-@register("iad", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode"),
-          params={"tau": 1.0, "kd_weight": 1.0, "trust_power": 0.1, "begin_epochs": 60.0}, teacher=True)
+@register("iad", uses=ATTACK_FIELDS, params={"tau": 1.0, "kd_weight": 1.0, "trust_power": 0.1, "begin_epochs": 60.0},
+          teacher=True, paper="IAD", citation="Zhu et al., ICLR 2022")
 def iad(ctx: Context):
     r"""IAD-I (Zhu et al. 2022): distil towards the teacher, and, where the teacher is not to be trusted on the
     adversarial input, towards the student's own clean output. With :math:`a = T(x')_y^{\beta}` (the teacher's

@@ -2,15 +2,17 @@ r"""MART (Wang et al. 2020)."""
 import torch
 import torch.nn.functional as F
 
-from . import Context, register
+from . import ATTACK_FIELDS, Context, register
 
 
-@register("mart", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode", "beta"))
+@register("mart", uses=ATTACK_FIELDS, params={"beta": 6.0}, ranges={"beta": "[0, inf)"},
+          citation="Wang et al., ICLR 2020")
 def mart(ctx: Context):
     r"""MART (Wang et al. 2020): boosted CE on x' plus :math:`\beta\,KL(f(x)\|f(x'))` weighted by
     :math:`1 - p_y(x)` (misclassification-aware); x' from CE PGD started at x + 0.001·N(0, 1) with step
     0.25·ε unless ``cfg.alpha`` is set (MART ``mart.py`` l.20-29: the official code starts from a tiny
-    Gaussian, not uniformly in the ball, and uses 10 steps of 0.007 at ε = 0.031).
+    Gaussian, not uniformly in the ball, and uses 10 steps of 0.007 at ε = 0.031); β = ``params["beta"]``
+    (default 6, the official code's).
 
     Reductions as in the official code: the boosted CE is a batch mean; the KL is summed over classes,
     weighted per sample by :math:`1 - p_y(x)` and averaged over the batch (``mart.py`` l.54-55); neither
@@ -25,4 +27,4 @@ def mart(ctx: Context):
     p_clean = F.softmax(logits_clean, 1)
     true_p = p_clean.gather(1, y[:, None]).squeeze(1)
     kl = (F.kl_div(torch.log(p_adv + 1e-12), p_clean, reduction="none").sum(1) * (1.0000001 - true_p)).mean()
-    return bce + ctx.cfg.beta * kl, logits_adv
+    return bce + ctx.param("beta") * kl, logits_adv

@@ -6,7 +6,8 @@ from .. import attacks
 from . import Context, register
 
 
-@register("n_fgsm", uses=("eps", "eps_ramp_epochs", "alpha", "attack_mode"), params={"noise": 2.0})
+@register("n_fgsm", uses=("eps", "eps_ramp_epochs", "alpha", "attack_mode"), params={"noise": 2.0},
+          citation="de Jorge et al., NeurIPS 2022")
 def n_fgsm(ctx: Context):
     r"""N-FGSM (de Jorge et al. 2022, "Make some noise"): start at :math:`x + \eta`,
     :math:`\eta \sim U[-k\varepsilon, k\varepsilon]` with :math:`k` = ``params["noise"]`` (default 2),

@@ -1,10 +1,10 @@
 """PGD adversarial training (Madry et al. 2018)."""
 import torch.nn.functional as F
 
-from . import Context, register
+from . import ATTACK_FIELDS, Context, register
 
 
-@register("pgd", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode"))
+@register("pgd", uses=ATTACK_FIELDS, paper="SAT", citation="Madry et al., ICLR 2018")
 def pgd(ctx: Context):
     """PGD adversarial training (Madry et al. 2018): minimise the cross-entropy at the PGD example
     (uniform random start, ``cfg.steps`` steps of 2.5·ε/steps unless ``cfg.alpha`` is set)."""

@@ -2,7 +2,7 @@ r"""RSLAD, Robust Soft Label Adversarial Distillation (Zi et al., ICCV 2021)."""
 import torch
 import torch.nn.functional as F
 
-from . import Context, register
+from . import ATTACK_FIELDS, Context, register
 
 
 def soft_kl(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
@@ -12,8 +12,8 @@ def soft_kl(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     return (soft * (torch.log(soft + 1e-5) - F.log_softmax(logits, 1))).mean()
 
 
-@register("rslad", uses=("eps", "eps_ramp_epochs", "alpha", "steps", "attack_mode"),
-          params={"adv_weight": 5 / 6}, teacher=True)
+@register("rslad", uses=ATTACK_FIELDS, params={"adv_weight": 5 / 6}, teacher=True,
+          paper="RSLAD", citation="Zi et al., ICCV 2021")
 def rslad(ctx: Context):
     r"""RSLAD (Zi et al. 2021): :math:`(1-w)\,KL(S(x)\,\|\,T(x)) + w\,KL(S(x')\,\|\,T(x))`, w = 5/6, where x'
     maximises the summed :math:`KL(S(x')\,\|\,T(x))` from x + 0.001·N(0, 1). No hard label anywhere; the

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from . import Context, register
 
 
-@register("standard")
+@register("standard", paper="Natural")
 def standard(ctx: Context):
     """Plain empirical risk minimisation: cross-entropy on clean inputs."""
     logits = ctx.model(ctx.x)
