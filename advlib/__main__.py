@@ -169,7 +169,7 @@ def cmd_train(a) -> int:
     config = tr.TrainConfig.from_dict(cfg)
     utils.init_distributed()  # under torchrun: DDP, NCCL on GPUs, gloo on CPUs
     try:
-        metrics = tr.fit(config, resume=not a.no_resume)
+        metrics = tr.fit(config, resume=not a.no_resume, verbose=True)
     except KeyboardInterrupt:
         if utils.is_main():
             print(interrupted_message(config.out_dir, a.no_resume), file=sys.stderr)
@@ -221,7 +221,7 @@ def cmd_evaluate(a) -> int:
     except OSError:
         state = Path(tempfile.gettempdir()) / f"eval_{checkpoint.parent.name}_{stem}.state.json"
     res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n, n_per_attack=n_per_attack,
-                      batch_size=a.batch_size, state_path=state)
+                      batch_size=a.batch_size, state_path=state, verbose=True)
     res.update({"kind": "evaluate", "checkpoint": str(checkpoint), "model": model.name, "weights": model.weights})
     # first the results: a folder we cannot write loses nothing
     print(ev.format_table({model.name: res}, with_intervals=True), flush=True)
