@@ -26,7 +26,7 @@ import typing
 from pathlib import Path
 from typing import Optional
 
-from . import attack_registry, checkpoints, data as data_mod, evaluate as ev, losses, models, recipes, train as tr, utils
+from . import attack_registry, checkpoints, data as data_mod, evaluate as ev, losses, models, paths, recipes, train as tr, utils
 from .config import ATTACK_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
 
@@ -173,7 +173,7 @@ def cmd_train(a) -> int:
     config = tr.TrainConfig.from_dict(losses.upgrade(cfg))  # a --config file of an older advlib may set beta
     utils.init_distributed()  # under torchrun: DDP, NCCL on GPUs, gloo on CPUs
     try:
-        metrics = tr.fit(config, resume=not a.no_resume)
+        metrics = tr.fit(config, resume=not a.no_resume, verbose=True)
     except KeyboardInterrupt:
         if utils.is_main():
             print(interrupted_message(config.out_dir, a.no_resume), file=sys.stderr)
@@ -231,10 +231,10 @@ def cmd_evaluate(a) -> int:
         state = Path(tempfile.gettempdir()) / f"eval_{checkpoint.parent.name}_{stem}.state.json"
     if a.paper:  # the RSLAD table's columns; with --n-aa, APGD-CE+T on those images and the standard AA on --aa-check
         res = ev.rslad_columns(model, test, eps=eps, n=a.n, n_aa=a.n_aa, aa_proxy=a.n_aa is not None,
-                               n_aa_check=a.aa_check, batch_size=a.batch_size, state_path=state)
+                               n_aa_check=a.aa_check, batch_size=a.batch_size, state_path=state, verbose=True)
     else:
         res = ev.evaluate(model, test, a.attacks, eps=eps, alpha=a.alpha, n=a.n, n_per_attack=n_per_attack,
-                          batch_size=a.batch_size, state_path=state)
+                          batch_size=a.batch_size, state_path=state, verbose=True)
     res.update({"kind": "evaluate", "checkpoint": str(checkpoint), "model": model.name, "weights": model.weights})
     # first the results: a folder we cannot write loses nothing
     print(ev.format_table({model.name: res}, with_intervals=True), flush=True)
@@ -256,11 +256,12 @@ def cmd_export(a) -> int:
     record_ = src.parent / "metrics.json"
     if record_.exists():  # the training run's record: how long, how many epochs, with which settings
         m = json.loads(record_.read_text())
-        info["training"] = {k: m[k] for k in ("train_seconds", "epochs_done", "best_epoch", "config", "data_origin")
-                            if k in m}
+        info["training"] = {k: m[k] for k in ("train_seconds", "epochs_done", "best_epoch", "data_origin") if k in m}
+        info["training"]["config"] = checkpoints.load_checkpoint(dst)["config"]  # as exported: no machine's paths
     out = dst.with_suffix(".json")
     out.write_text(json.dumps({"kind": "export", **info}, indent=1, default=str) + "\n")
-    print(f"wrote {dst} ({info['bytes'] / 2**20:.1f} MiB, {info['model']}, {info['weights']} weights) and {out}")
+    print(f"wrote {paths.shown(dst)} ({info['bytes'] / 2**20:.1f} MiB, {info['model']}, {info['weights']} weights) "
+          f"and {paths.shown(out)}")
     return 0
 
 

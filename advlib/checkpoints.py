@@ -20,7 +20,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from . import models
+from . import models, paths
 
 CHECKPOINT_FORMAT = "advlib-checkpoint-v1"
 
@@ -116,7 +116,8 @@ def export_model(src: Any, dst: Any, weights: str = "auto", provenance: Optional
     which weights, the file's size and SHA-256, and the source's training record where it has one."""
     model = load_model(src, weights=weights)
     ck = load_checkpoint(src)
-    payload = {"format": CHECKPOINT_FORMAT, "model_name": model.name, "config": ck.get("config", {}),
+    config = {k: (paths.shown(v) if k in ("out_dir", "teacher") and v else v) for k, v in ck.get("config", {}).items()}
+    payload = {"format": CHECKPOINT_FORMAT, "model_name": model.name, "config": config,  # no machine's paths
                "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "state": {}, "weights": model.weights, "provenance": provenance or f"exported from {Path(src).name}"}
     dst = Path(dst)

@@ -22,7 +22,11 @@ A full set that is on disk but damaged (an MNIST file whose MD5 is not the offic
 CIFAR-10 batch file that fails torchvision's MD5 check, a JPEG copy that cannot be read or
 does not hold 50,000 + 10,000 images) raises :class:`DataCorruptError` naming the file, what is
 wrong with it and how to get a good copy; under ``source="auto"`` the shipped sample stands in,
-with a warning.
+with a notice.
+
+What holds for a whole session (the JPEG copy stands in, a download failed, the sample stands in) is said
+once per process, a notebook's kernel (:func:`advlib.utils.notice`), with paths as :func:`advlib.paths.shown`
+writes them.
 
 Batches are drawn from the uint8 tensors directly (no PIL, no per-item Python), so a
 small-CNN epoch is dominated by the model, not by data loading.
@@ -42,7 +46,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from .paths import REPO_ROOT
+from . import utils
+from .paths import REPO_ROOT, shown
 
 DEFAULT_ROOT = REPO_ROOT / "data"  # where downloads go when ADVLIB_DATA is not set
 SAMPLES_DIR = REPO_ROOT / "data" / "samples"
@@ -327,7 +332,7 @@ def _mnist_full(roots: list[Path], train: bool) -> Optional[Dataset]:
                     check_mnist_file(raw / f)
             ds = torchvision.datasets.MNIST(str(r), train=train, download=False)
             return Dataset(ds.data.unsqueeze(1).contiguous(), ds.targets, "mnist",
-                           "train" if train else "test", "full", MNIST_CLASSES, note=f"MNIST from {raw}")
+                           "train" if train else "test", "full", MNIST_CLASSES, note=f"MNIST from {shown(raw)}")
     return None
 
 
@@ -351,7 +356,7 @@ def _cifar_full(roots: list[Path], train: bool) -> Optional[Dataset]:
                 raise _corrupt("cifar10", folder, problem) from None
             x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
             return Dataset(x, torch.tensor(ds.targets), "cifar10", "train" if train else "test", "full",
-                           CIFAR10_CLASSES, note=f"CIFAR-10 from {r / 'cifar-10-batches-py'}")
+                           CIFAR10_CLASSES, note=f"CIFAR-10 from {shown(r / 'cifar-10-batches-py')}")
     return None
 
 
@@ -442,7 +447,8 @@ def _cifar_jpeg(roots: list[Path], train: bool, progress: bool = True) -> Option
     dest = jpeg_cache_path(src)
     if not dest.exists():
         if progress:
-            print(f"Decoding the CIFAR-10 JPEG copy {src} once into {dest} (about a minute)...", flush=True)
+            print(f"Decoding the CIFAR-10 JPEG copy {shown(src)} once into {shown(dest)} (about a minute)...",
+                  flush=True)
         decode_cifar_jpeg(src, dest)
     with np.load(dest) as z:
         key = "train" if train else "test"
@@ -467,7 +473,8 @@ def _download(name: str, roots: list[Path], train: bool) -> Optional[Dataset]:
     try:
         cls(str(target), train=train, download=True)
     except Exception as err:  # network errors come as URLError, RuntimeError, OSError...
-        warnings.warn(f"Downloading {name} into {target} failed: {err}", stacklevel=3)
+        utils.notice(f"downloading {name} into {shown(target)} failed ({err}); using what is on disk.",
+                     key=f"download failed: {name}")
         return None
     return (_mnist_full if name == "mnist" else _cifar_full)([target], train)
 
@@ -508,7 +515,7 @@ def load_exact_subset(name: str, train: bool, roots: list[Path]) -> Dataset:
         raise _corrupt(name, path, f"x_{key} is {x.dtype} {tuple(x.shape)} with {len(y)} labels, "
                        "not uint8 (N, 3, 32, 32)")
     return Dataset(x.contiguous(), y, name, key, "exact-subset", CIFAR10_CLASSES,
-                   note=f"pixel-exact CIFAR-10 subset {path}: {len(y)} {key} images")
+                   note=f"pixel-exact CIFAR-10 subset {shown(path)}: {len(y)} {key} images")
 
 
 def expected_files(name: str, roots: list[Path]) -> str:
@@ -523,8 +530,8 @@ def load(name: str, split: str = "train", source: str = "auto", root: Optional[o
 
     ``source="full"`` raises :class:`DataNotFoundError` naming the expected files when the
     full set is neither on disk nor downloadable, and :class:`DataCorruptError` when it is on disk
-    but damaged; ``"auto"`` then falls back to the shipped sample, with a printed notice and a
-    warning; ``"sample"`` always uses the shipped sample.
+    but damaged; ``"auto"`` then falls back to the shipped sample, with a notice (once per process;
+    a ``UserWarning`` instead when not ``verbose``); ``"sample"`` always uses the shipped sample.
     """
     name = name.lower().replace("-", "")
     if name not in DATASETS:
@@ -564,17 +571,19 @@ def _load_full(name: str, roots: list[Path], train: bool, verbose: bool) -> Opti
     if ds is None and name == "cifar10":
         ds = _cifar_jpeg(roots, train)
         if ds is not None and verbose:
-            print("Notice: " + JPEG_NOTICE, flush=True)
+            utils.notice(JPEG_NOTICE)
     return ds
 
 
 def _sample_instead(name: str, split: str, verbose: bool, why: str, what_to_do: str) -> Dataset:
-    """The shipped sample in place of the full set, with a printed notice and a warning saying why."""
+    """The shipped sample in place of the full set, with a notice (once per process) saying so and what to
+    do, or when not ``verbose`` (a caller that prints nothing, such as a benchmark) a warning saying why."""
     sample = load_sample(name, split == "train")
     if verbose:
-        print(f"Notice: using the shipped {name} sample ({len(sample)} {split} images), not the full data set. "
-              f"Results are for teaching only. {what_to_do}", flush=True)
-    warnings.warn(f"advlib.data: {name} {split}: {why}, using the shipped sample.", stacklevel=3)
+        utils.notice(f"using the shipped {name} sample ({len(sample)} {split} images), not the full data set. "
+                     f"Results are for teaching only. {what_to_do}")
+    else:
+        warnings.warn(f"advlib.data: {name} {split}: {why}, using the shipped sample.", stacklevel=3)
     return sample
 
 

@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from . import attack_registry, attacks, autoattack, checks, data as data_mod, models, reference, stats, utils
+from . import attack_registry, attacks, autoattack, checks, data as data_mod, models, paths, reference, stats, utils
 # The result tables live in advlib.results (record and course use them without the evaluation); re-exported here
 # because notebooks, tests and the CLI call them as evaluate.percent_table, evaluate.format_table, ...
 from .results import (WORST, as_rows, counts, flags_table, format_table, gap_table, intervals,  # noqa: F401
@@ -208,7 +208,7 @@ def _fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, specs: list
 class _State:
     """Finished attacks of an evaluation, on disk (JSON), keyed by what was evaluated."""
 
-    def __init__(self, path: Optional[Union[str, Path]], fingerprint: str):
+    def __init__(self, path: Optional[Union[str, Path]], fingerprint: str, verbose: bool = False):
         self.path = Path(path) if path else None
         self.data = {"format": STATE_FORMAT, "fingerprint": fingerprint, "attacks": {}, "partial": {}}
         if self.path and self.path.exists():
@@ -216,7 +216,8 @@ class _State:
             if old.get("format") == STATE_FORMAT and old.get("fingerprint") == fingerprint:
                 self.data = old
                 done = ", ".join(self.data["attacks"]) or "nothing yet"
-                print(f"Resuming the evaluation saved in {self.path} (done: {done}).", flush=True)
+                utils.say_resumed(f"Resuming the evaluation saved in {paths.shown(self.path)} (done: {done}).",
+                                  verbose)
 
     def save(self) -> None:
         """Save the finished attacks; a failed write (a full disk, a folder made read-only) never stops
@@ -226,8 +227,9 @@ class _State:
         try:
             utils.write_json(self.path, self.data)
         except OSError as err:
-            print(f"warning: could not save the evaluation state to {self.path} ({err.strerror or err}); "
-                  "going on, but an interruption now would lose the attacks run so far.", file=sys.stderr)
+            print(f"warning: could not save the evaluation state to {paths.shown(self.path)} "
+                  f"({err.strerror or err}); going on, but an interruption now would lose the attacks run so far.",
+                  file=sys.stderr)
             self.path = None
 
 
@@ -246,14 +248,16 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
              eps: float = 8 / 255, alpha: Optional[float] = None, n: Optional[int] = None,
              n_per_attack: Optional[dict] = None, batch_size: int = 500, device=None,
              progress: bool = True, sanity_checks: bool = True, n_checks: int = 200,
-             state_path: Optional[Union[str, Path]] = None) -> dict:
+             state_path: Optional[Union[str, Path]] = None, verbose: bool = False) -> dict:
     """Clean and robust accuracy for each attack spec on the first ``n`` items of ``dataset``.
 
     ``n_per_attack`` limits a slow attack to fewer items, e.g. ``{"aa": 1000}`` (its ``n`` is
     reported). ``n``, ``batch_size`` and those limits must be integers >= 1 (``n=None``: every item),
     and a registered model must be one of the data set's (``ValueError`` otherwise). ``sanity_checks``
     runs the checks of :mod:`advlib.checks` (their probes use the first ``n_checks`` images);
-    ``state_path`` makes the evaluation resumable (see the module docstring).
+    ``state_path`` makes the evaluation resumable (see the module docstring); a resumed evaluation is named
+    with the attacks already done when ``verbose`` (the command line), otherwise one notice per process says
+    that saved work is reused.
 
     Returns ``{"data" (a label), "dataset" ("mnist", "cifar10"; None for tensors), "data_origin", "n",
     "eps", "clean", "robust": {name: acc}, "n_attack": {name: n}, "interval": {"Clean"/name: [low,
@@ -284,7 +288,7 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
     if len(set(names)) != len(names):
         raise ValueError(f"the attacks {list(attack_specs)} name the same attack twice.")
     n_per_attack = n_per_attack or {}
-    state = _State(state_path, _fingerprint(model, x, y, specs, n_per_attack) if state_path else "")
+    state = _State(state_path, _fingerprint(model, x, y, specs, n_per_attack) if state_path else "", verbose)
     result = {"data": label, "dataset": dataset_name, "data_origin": origin, "n": len(x), "eps": eps,
               "clean": None, "robust": {}, "n_attack": {}, "interval": {}, "attacks": {}, "seconds": {},
               "flags": [], "masks": {}, "autoattack": {}}

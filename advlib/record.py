@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from . import tables, utils
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, shown
 from .results import WORST, as_rows
 
 PROFILES = ("smoke", "cpu", "gpu")
@@ -287,7 +287,7 @@ class Run:
         bad = image_set_problems(self.data)
         if bad:
             raise ValueError(f"{self.notebook}: numbers measured on different images are compared: " + "; ".join(bad))
-        display({"text/plain": f"metrics written to {self.path}"}, raw=True,
+        display({"text/plain": f"metrics written to {shown(self.path)}"}, raw=True,
                 metadata={META_KEY: {"metrics": self.compact()}})
 
     def train_time(self, name: str, seconds: float) -> None:

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import attacks, checkpoints, models, zoo
+from .paths import shown
 
 CACHE_FORMAT = "advlib-teacher-cache-v1"
 
@@ -121,7 +122,7 @@ class Teacher:
             if ck.get("format") != CACHE_FORMAT:
                 raise ValueError("another format")
         except Exception as err:  # a damaged cache is only lost time: start a new one, say so
-            print(f"Ignoring the teacher cache {self.cache_path} ({type(err).__name__}: {err}); it will be "
+            print(f"Ignoring the teacher cache {shown(self.cache_path)} ({type(err).__name__}: {err}); it will be "
                   "rebuilt.", flush=True)
             return
         keys, rows = ck["keys"].numpy(), ck["logits"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import attacks, averaging, data as data_mod, evaluate, losses, models, utils
+from . import attacks, averaging, data as data_mod, evaluate, losses, models, paths, utils
 # load_model, load_checkpoint and save_checkpoint are re-exported here because notebooks, solutions, tests and
 # benchmarks call them as train.load_model, ...; they live in advlib.checkpoints (read by the teacher and the zoo,
 # which sit below the engine)
@@ -127,12 +127,14 @@ def quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, a
 
 
 def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optional[data_mod.Dataset] = None,
-        resume: Union[bool, str] = True) -> dict:
+        resume: Union[bool, str] = True, verbose: bool = False) -> dict:
     """Train per ``cfg``; return the run's metrics (also written to ``out_dir/metrics.json``).
 
     ``resume=True`` continues from ``out_dir/last.pt`` (a finished run is reused as it is) and
     refuses a checkpoint written with other settings; ``resume="if_same"`` starts over in that
     case (what notebooks want after their settings were edited); ``resume=False`` always starts over.
+    A resumed run is named with its step when ``verbose`` (the command line); otherwise one notice per
+    process says that saved work is reused (:func:`advlib.utils.say_resumed`).
     """
     if resume not in (True, False, "if_same"):
         raise ValueError(f"resume must be True, False or 'if_same'; got {resume!r}")
@@ -194,7 +196,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     ck = load_checkpoint(last, map_location=device) if (resume and last.exists()) else None
     if ck is not None and resume == "if_same" and _config_diff(cfg, ck, state["data"], state.get("teacher")):
         if utils.is_main():
-            print(f"The settings or the data changed since {last} was written "
+            print(f"The settings or the data changed since {paths.shown(last)} was written "
                   f"({sorted(_config_diff(cfg, ck, state['data'], state.get('teacher')))}): training from scratch.",
                   flush=True)
         ck = None
@@ -208,9 +210,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         _set_rng_state(ck["rng"])
         if world > 1:  # each rank its own attack noise, reproducibly
             torch.manual_seed(cfg.seed * 1000003 + rank * 7919 + state["global_step"])
-        if utils.is_main():
-            print(f"Resuming {out} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']} "
-                  f"({state['global_step']}/{total_steps} steps done).", flush=True)
+        utils.say_resumed(f"Resuming {paths.shown(out)} at epoch {state['epoch'] + 1}, step {state['step_in_epoch']} "
+                          f"({state['global_step']}/{total_steps} steps done).", verbose)
 
     def monitor(model: nn.Module, t_epoch: float, eps: float) -> dict:
         """One point of the within-epoch trace; its attacks' random starts do not move the training's RNG."""

@@ -107,6 +107,36 @@ def progress(iterable: Optional[Iterable] = None, enabled: bool = True, **kw):
     return tqdm(iterable, disable=disable, **kw)
 
 
+# --------------------------------------------------------------------------- notices
+
+
+_NOTICED: set = set()  # the keys of the notices already given in this process (a notebook's kernel)
+RESUME_NOTICE = ("saved work is reused: a finished run is not trained again, an interrupted run or evaluation "
+                 "resumes where it stopped (delete a run's folder to start it afresh).")
+
+
+def notice(message: str, key: Optional[str] = None) -> bool:
+    """Print ``Notice: <message>`` the first time ``key`` (default: the message) comes up in this process,
+    so that what holds for a whole session (the data is a JPEG copy, a download failed) is said once in a
+    notebook, not at every call; nothing on ranks other than 0. Returns whether it was printed."""
+    key = message if key is None else key
+    if key in _NOTICED or not is_main():
+        return False
+    _NOTICED.add(key)
+    print("Notice: " + message, flush=True)
+    return True
+
+
+def say_resumed(message: str, verbose: bool) -> None:
+    """Saved work is being reused: ``message`` (which run or evaluation, from where) when ``verbose`` (the
+    command line), else :data:`RESUME_NOTICE`, once per process whatever is resumed (a notebook)."""
+    if verbose:
+        if is_main():
+            print(message, flush=True)
+    else:
+        notice(RESUME_NOTICE, key="resume")
+
+
 # --------------------------------------------------------------------------- argument checks
 
 

@@ -16,6 +16,15 @@ REPO = REPO_ROOT
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def fresh_notices(monkeypatch):
+    """Every test starts as a new kernel would: no notice given yet (advlib.utils.notice says each once per
+    process, so a notice an earlier test gave would otherwise be missing from the next one's output)."""
+    from advlib import utils
+
+    monkeypatch.setattr(utils, "_NOTICED", set())
+
+
 @pytest.fixture
 def isolated_data(tmp_path, monkeypatch):
     """No data roots but an empty temporary one, and no downloads: as on a fresh offline machine."""

@@ -58,9 +58,9 @@ def captured_fit(monkeypatch):
     """``python -m advlib train`` in-process with ``fit`` replaced: what config would it train?"""
     seen = {}
 
-    def fit(cfg, resume=True):
+    def fit(cfg, resume=True, verbose=False):
         losses.validate(cfg)  # as train.fit does
-        seen["cfg"], seen["resume"] = cfg, resume
+        seen["cfg"], seen["resume"], seen["verbose"] = cfg, resume, verbose
         return {"train_seconds": 0.0, "final": None}
 
     monkeypatch.setattr(train, "fit", fit)
@@ -105,6 +105,7 @@ def test_every_flag_round_trips_its_field(captured_fit):
         else:
             args += [flag, json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v)]
     assert cli.main(["train", *args]) == 0
+    assert captured_fit["verbose"] is True  # the command line names the run it resumes, step and all
     got, hints = captured_fit["cfg"], typing.get_type_hints(train.TrainConfig)
     for f in dataclasses.fields(want):
         if f.name not in cli.NOT_FLAGS:

@@ -23,11 +23,15 @@ def test_full_offline_without_files_names_expected_files(isolated_data):
         data.load("cifar10", "test", source="full")
 
 
-def test_auto_falls_back_to_the_sample_with_a_notice(isolated_data, capsys):
-    with pytest.warns(UserWarning, match="using the shipped sample"):
-        ds = data.load("mnist", "test", source="auto")
+def test_auto_falls_back_to_the_sample_with_a_notice(isolated_data, capsys, recwarn):
+    ds = data.load("mnist", "test", source="auto")
     assert ds.origin == "sample" and ds.label == "MNIST (shipped sample)"
     assert "Notice: using the shipped mnist sample" in capsys.readouterr().out
+    data.load("mnist", "test", source="auto")
+    assert capsys.readouterr().out == ""  # once per process (a notebook's kernel), not at every call
+    assert not [w for w in recwarn.list if "shipped sample" in str(w.message)]  # a notice, not also a warning
+    with pytest.warns(UserWarning, match="full data set not found, using the shipped sample"):
+        data.load("mnist", "test", source="auto", verbose=False)  # a caller that prints nothing: a warning
     assert data.describe("mnist")["origin"] == "sample"
 
 
@@ -163,7 +167,7 @@ def test_an_incomplete_jpeg_copy_is_refused_not_used(isolated_data, monkeypatch)
     with pytest.raises(data.DataCorruptError, match=r"20 training and 20 test images.*50,000 and 10,000.*incomplete"):
         data.load("cifar10", "test", source="full")
     with pytest.warns(UserWarning, match="cannot be used.*using the shipped sample"):
-        assert data.load("cifar10", "test", source="auto").origin == "sample"
+        assert data.load("cifar10", "test", source="auto", verbose=False).origin == "sample"
 
 
 @pytest.mark.parametrize("damage, problem", [
@@ -213,7 +217,7 @@ def test_mnist_with_zeroed_bytes_of_the_right_size_is_refused(isolated_data, mon
     with pytest.raises(data.DataCorruptError, match=r"t10k-images-idx3-ubyte: its MD5 is .*the content is damaged"):
         data.load("mnist", "test", source="full")
     with pytest.warns(UserWarning, match="cannot be used.*using the shipped sample"):
-        assert data.load("mnist", "test", source="auto").origin == "sample"
+        assert data.load("mnist", "test", source="auto", verbose=False).origin == "sample"
 
 
 def test_a_truncated_mnist_file_names_the_file_and_its_size(isolated_data, monkeypatch):

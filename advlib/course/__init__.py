@@ -5,6 +5,7 @@ Command line (``make course PROFILE=cpu`` runs the first, which also writes the 
 
     python -m advlib.course run --profile {smoke,cpu,gpu} [--notebooks DIR] [--only NAME ...] [--restart]
     python -m advlib.course report --profile {smoke,cpu,gpu} [--notebooks DIR]
+    python -m advlib.course clean NOTEBOOK ... [--repo-root DIR]
 
 ``run`` executes every ``NN_*.ipynb`` of the notebooks folder in sorted order, headless with
 papermill (the parameter ``profile`` injected), into ``runs/<profile>/<name>.ipynb``; the
@@ -21,13 +22,17 @@ starts at the first notebook not yet run (or failed, or edited since). ``--resta
 exits with status 1. After every run, also a partial one, the report is written:
 ``runs/<profile>/report.md`` (figures linked) and ``runs/<profile>/report.html`` (self-contained).
 
+Every executed copy is cleaned for committing (:mod:`~advlib.course.clean`: paths relative to the
+repository, each notice once, no resume lines, no run metadata); ``clean`` does the same to given
+notebooks, e.g. committed ones executed before (``--repo-root``: the checkout they ran in, if another).
+
 From Python: :func:`run_course` and :func:`write_report`. ``runs/`` is ``ADVLIB_RUNS`` if set.
 
 The package: :mod:`~advlib.course.runner` runs the notebooks, :mod:`~advlib.course.report` builds the
 report's content from their ``metrics.json`` (units, models, methods and attacks as the notebooks
 declared them, see :mod:`advlib.record`), :mod:`~advlib.course.formatting` writes numbers by their unit,
 :mod:`~advlib.course.render` renders the report as Markdown and HTML, :mod:`~advlib.course.files`
-knows where the notebooks and ``runs/<profile>/`` are.
+knows where the notebooks and ``runs/<profile>/`` are, :mod:`~advlib.course.clean` cleans executed notebooks.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import record
+from .clean import clean_file
 from .files import rel
 from .report import write_report
 from .runner import run_course
@@ -59,8 +65,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     w = sub.add_parser("report", help="write runs/<profile>/report.md and report.html")
     w.add_argument("--profile", choices=record.PROFILES, default=default_profile)
     w.add_argument("--notebooks", help="folder of the notebooks (for their titles)")
+    c = sub.add_parser("clean", help="clean executed notebooks in place for committing (see advlib.course.clean)")
+    c.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    c.add_argument("--repo-root", help="the checkout the notebooks were executed in (default: this one)")
     a = p.parse_args(argv)
     try:
+        if a.cmd == "clean":
+            for path in a.notebooks:
+                print(f"{rel(path)}: {'cleaned' if clean_file(path, a.repo_root) else 'already clean'}")
+            return 0
         if a.cmd == "report":
             md, ht = write_report(a.profile, a.notebooks)
             print(f"Report: {rel(md)} and {rel(ht)}")

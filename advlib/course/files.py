@@ -29,6 +29,11 @@ def read_notebook(path: os.PathLike) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def notebook_text(nb: dict) -> str:
+    """A notebook's JSON text as Jupyter writes it (indent 1, sorted keys, UTF-8 as is, a final newline)."""
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
 def cell_source(cell: dict) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 
 from .. import record, utils
+from .clean import clean_file
 from .files import (NOTEBOOK_GLOB, cell_source, default_notebooks_dir, find_notebooks, load_status, profile_dir,
                     read_notebook, rel, status_path)
 from .formatting import fmt_seconds, now
@@ -259,6 +260,7 @@ def run_course(profile: str, notebooks_dir: Optional[os.PathLike] = None, only: 
         seconds = round(time.perf_counter() - t0, 2)
         entry.update(seconds=seconds, finished=now())
         if err is None:
+            clean_file(dst)  # paths relative to the repository, each notice once, no run metadata
             entry["status"] = "ok"
             result["ran"].append(name)
             say(f"{tag}: ok in {fmt_seconds(seconds)}")
