@@ -97,9 +97,10 @@ _LIST += [
 # that it stands as far above notebook 05's SAT student as the RSLAD paper's teacher stood above its SAT
 # ResNet-18 (7.5 PGD-20 points); trained once on this course's CPU and shipped in data/models/ (its record and
 # evaluation are there). Measured (2-core CPU, nothing else running): 83.2 min of training; averaged weights of
-# the last checkpoint on the 1,017 pixel-exact test images: 45.2% PGD-20 (PGD_SAT), 46.1% PGD_TRADES, 42.9% CW-20,
-# 49.0% FGSM, 41.0% APGD-CE+T on 500; 6.9 PGD-20 points above notebook 05's SAT student (38.35%, issue 20's
-# controlled run), short of the 7.5 aimed at. The monitor runs on 250 held-out images to save ~15 minutes.
+# the last checkpoint on the 1,017 pixel-exact test images (data/models/eval_cifar_teacher.json): 76.6% clean,
+# 49.0% FGSM, 45.1% PGD-20 (PGD_SAT), 45.8% PGD_TRADES, 42.6% CW-20; 41.0% APGD-CE+T on the first 500 (a
+# separate run); 6.8 PGD-20 points above notebook 05's SAT student (38.35%, issue 20's controlled run), short of
+# the 7.5 aimed at. The monitor runs on 250 held-out images to save ~15 minutes.
 _LIST += [
     Recipe("cifar_teacher", "SAT teacher (airbench_l, N-FGSM, EMA)",
            {**_CIFAR_CPU, "model": "airbench_l", "method": "n_fgsm", "epochs": 26, "ema_decay": 0.995,
