@@ -253,11 +253,12 @@ def cmd_evaluate(a) -> int:
 def cmd_export(a) -> int:
     src, dst = Path(a.checkpoint), Path(a.out)
     info = checkpoints.export_model(src, dst, weights=a.weights, provenance=a.provenance)
+    config = info.pop("config")  # as exported: no machine's paths
     record_ = src.parent / "metrics.json"
     if record_.exists():  # the training run's record: how long, how many epochs, with which settings
         m = json.loads(record_.read_text())
         info["training"] = {k: m[k] for k in ("train_seconds", "epochs_done", "best_epoch", "data_origin") if k in m}
-        info["training"]["config"] = checkpoints.load_checkpoint(dst)["config"]  # as exported: no machine's paths
+        info["training"]["config"] = config
     out = dst.with_suffix(".json")
     out.write_text(json.dumps({"kind": "export", **info}, indent=1, default=str) + "\n")
     print(f"wrote {paths.shown(dst)} ({info['bytes'] / 2**20:.1f} MiB, {info['model']}, {info['weights']} weights) "

@@ -113,7 +113,7 @@ def export_model(src: Any, dst: Any, weights: str = "auto", provenance: Optional
     set of weights (``weights`` as in :func:`load_model`: the average of a run trained with weight
     averaging, unless ``"raw"``), the training config, no optimiser or RNG state. :func:`load_model`
     and :class:`advlib.teacher.Teacher` read it like any checkpoint. Returns what was written: the model,
-    which weights, the file's size and SHA-256, and the source's training record where it has one."""
+    which weights, the file's size and SHA-256, and the config as stored (paths relative to the repository)."""
     model = load_model(src, weights=weights)
     ck = load_checkpoint(src)
     config = {k: (paths.shown(v) if k in ("out_dir", "teacher") and v else v) for k, v in ck.get("config", {}).items()}
@@ -125,7 +125,7 @@ def export_model(src: Any, dst: Any, weights: str = "auto", provenance: Optional
     data = dst.read_bytes()
     return {"file": dst.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "model": model.name,
             "parameters": models.count_parameters(model), "weights": model.weights, "source": Path(src).name,
-            "provenance": payload["provenance"]}
+            "provenance": payload["provenance"], "config": config}
 
 
 def load_state(model: nn.Module, state: dict, source: str = "checkpoint") -> None:
