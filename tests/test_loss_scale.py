@@ -30,3 +30,19 @@ def test_loss_scale_equals_the_learning_rate_and_weight_decay_it_stands_for(tmp_
 def test_loss_scale_must_be_positive():
     with pytest.raises(ValueError, match="loss_scale must be in"):
         train.TrainConfig(loss_scale=0).validate()
+
+
+def test_recipes_keep_the_scales_the_committed_search_chose():
+    """Each student recipe of notebook 05 carries the loss scale that benchmarks/distill_budget.py chose, as its
+    committed table marks it (✓), so the recipes cannot drift from the figures that justify them."""
+    import re
+
+    from advlib import paths, recipes
+
+    table = (paths.REPO_ROOT / "benchmarks" / "results" / "distill_budget.md").read_text()
+    chosen = dict(re.findall(r"^\| (cifar_d_\w+) × ([\d.]+) \(seed \d+\) \|.*\| ✓ \|$", table, re.M))
+    assert len(chosen) >= 6, f"the table marks too few choices: {chosen}"
+    for recipe, scale in chosen.items():
+        assert recipes.config(recipe).loss_scale == pytest.approx(float(scale)), recipe
+    searched = {r for r in recipes.DISTILLATION_STUDENTS if r != "cifar_d_natural"}
+    assert searched <= set(chosen), f"students without a searched scale: {sorted(searched - set(chosen))}"
