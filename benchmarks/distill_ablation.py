@@ -13,7 +13,8 @@ PGD_SAT column) and CW∞-20. The rows:
 * ``rslad_natural``  natural soft labels: the same RSLAD loss with a naturally trained teacher (the
                      ``cifar_d_natural`` recipe on the full training set, trained once here)
 * ``ard``            ARD as the official code runs it (τ = 30, its attack in training mode)
-* ``ard_eval``       ARD with its attack crafted in eval mode (the diagnosis of ARD's gap)
+* ``ard_eval``       ARD with its attack crafted in eval mode (the diagnosis of ARD's gap: the attack's mode)
+* ``ard_tau4``       ARD at temperature 4 instead of 30 (the diagnosis: τ = 30 matches logits, not probabilities)
 
 The three first rows are RSLAD's ablation (robust soft labels vs natural soft labels vs hard labels, Zi et al.
 2021 §3); ``rslad`` against ``sat`` and ``ard`` are the comparisons notebook 05 states. For each pair the table
@@ -44,10 +45,11 @@ VARIANTS = {  # name: (recipe, tag, overrides, teacher: None = the robust one, "
     "rslad_natural": ("cifar_d_rslad", "natural_teacher", {}, "natural"),
     "ard": ("cifar_d_ard", "", {}, None),
     "ard_eval": ("cifar_d_ard", "eval_attack", {"attack_mode": "eval"}, None),
+    "ard_tau4": ("cifar_d_ard", "tau4", {"params": {"tau": 4.0, "kd_weight": 1.0}}, None),
 }
 LABELS = {"sat": "SAT (hard labels)", "rslad": "RSLAD, robust teacher", "rslad_natural": "RSLAD, natural teacher",
-          "ard": "ARD (attack in train mode, as official)", "ard_eval": "ARD, attack in eval mode"}
-PAIRS = (("rslad", "sat"), ("rslad", "rslad_natural"), ("rslad", "ard"), ("ard_eval", "ard"))
+          "ard": "ARD (attack in train mode, as official)", "ard_eval": "ARD, attack in eval mode", "ard_tau4": "ARD, τ = 4"}
+PAIRS = (("rslad", "sat"), ("rslad", "rslad_natural"), ("rslad", "ard"), ("ard_eval", "ard"), ("ard_tau4", "ard"))
 
 
 def natural_teacher(a) -> Path:
