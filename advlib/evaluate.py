@@ -39,8 +39,8 @@ import torch.nn as nn
 from . import attack_registry, attacks, autoattack, checks, data as data_mod, models, paths, reference, stats, utils
 # The result tables live in advlib.results (record and course use them without the evaluation); re-exported here
 # because notebooks, tests and the CLI call them as evaluate.percent_table, evaluate.format_table, ...
-from .results import (WORST, as_rows, counts, flags_table, format_table, gap_table, intervals,  # noqa: F401
-                      percent_table)
+from .results import (WORST, as_rows, autoattack_column, counts, flags_table, format_table, gap_table,  # noqa: F401
+                      intervals, mask, paired, percent_table)
 
 DEFAULT_ATTACKS = ("fgsm", "pgd-20", "cw-20", "aa")
 STATE_FORMAT = "advlib-evaluation-state-v2"  # v2: per-spec steps, PGD_TRADES on the cross-entropy

@@ -5,14 +5,19 @@ They turn ``{row name: result}`` into rows of accuracies (:func:`as_rows`), thei
 :func:`format_table`, :func:`gap_table`, :func:`flags_table`). They need no model, no tensor and no
 attack, so :mod:`advlib.record` and :mod:`advlib.course` use them without importing the evaluation
 (:mod:`advlib.evaluate` re-exports them, as notebooks call them there).
+
+Two results measured on the same images are compared image by image: :func:`mask` reads a column's
+per-image correctness, :func:`paired` runs McNemar's test between two rows (:func:`advlib.stats.mcnemar`),
+and :func:`autoattack_column` names the AutoAttack column measured on the most images.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from . import tables
+from . import stats, tables
 
 WORST = "All attacks"  # the column of the per-image worst case over every attack
+AUTOATTACK_COLUMNS = ("APGD-CE+T", "AA")  # AutoAttack's columns, the one run on the most images first
 
 
 def as_rows(results: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -112,3 +117,38 @@ def flags_table(results: dict[str, dict], raised_only: bool = True) -> str:
     if not rows:
         return "No sanity check raised a flag.\n"
     return tables.markdown(["model", "check", "observed", "what it suggests"], rows) + "\n"
+
+
+# --------------------------------------------------------------------------- the same images, compared
+
+
+def mask(result: dict, column: str) -> list[bool]:
+    """Per image, whether the model of ``result`` (an :func:`advlib.evaluate.evaluate` or
+    :func:`advlib.evaluate.rslad_columns` result) is right under ``column`` ("Clean" or an attack's column), on
+    the first ``result["n_attack"][column]`` images (the result stores it as a string of 0s and 1s)."""
+    masks = result.get("masks") or {}
+    if column not in masks:
+        raise KeyError(f"the result has no per-image mask for {column!r}; its columns: {', '.join(masks) or 'none'}")
+    return [c == "1" for c in masks[column]]
+
+
+def paired(a: dict, b: dict, column: str) -> dict:
+    """McNemar's paired test (:func:`advlib.stats.mcnemar`) of two results under the same ``column``, on the
+    same images: ``{"column", "n", "a", "b" (the two accuracies on those images), "a_only", "b_only" (images
+    only A, only B gets right), "p_value", "a_better", "significant"}``. Raises ValueError when the two were
+    not measured on the same data or number of images."""
+    if a.get("data") != b.get("data"):
+        raise ValueError(f"a paired test needs results on the same images; got {a.get('data')!r} and {b.get('data')!r}")
+    ma, mb = mask(a, column), mask(b, column)
+    if len(ma) != len(mb):
+        raise ValueError(f"{column}: measured on {len(ma)} and {len(mb)} images; a paired test needs the same images")
+    t = stats.mcnemar(ma, mb)
+    return {"column": column, "n": len(ma), "a": sum(ma) / len(ma), "b": sum(mb) / len(mb), "a_only": t["a_only"],
+            "b_only": t["b_only"], "p_value": t["p_value"], "a_better": t["a_better"], "significant": t["significant"]}
+
+
+def autoattack_column(result: dict, default: str = "PGD_SAT") -> str:
+    """The AutoAttack column of an :func:`advlib.evaluate.rslad_columns` result measured on the most images
+    (``"APGD-CE+T"``, the stand-in run on every image, before the standard ``"AA"``); ``default`` when it has
+    neither (a profile without AutoAttack)."""
+    return next((c for c in AUTOATTACK_COLUMNS if c in result.get("robust", {})), default)

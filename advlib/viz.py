@@ -192,6 +192,65 @@ def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdo
     return fig
 
 
+def plot_tradeoff(points: dict[str, tuple[float, float]], xlabel: str = "clean accuracy (%)",
+                  ylabel: str = "robust accuracy (%)", title: str = ""):
+    """One point per model, ``{label: (clean accuracy, robust accuracy)}`` (fractions), each annotated with its
+    label: a trade-off such as TRADES' β sweep."""
+    fig, ax = plt.subplots(figsize=(5.6, 4))
+    for label, (x, y) in points.items():
+        ax.scatter(100 * x, 100 * y, s=40)
+        ax.annotate(label, (100 * x, 100 * y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_accuracy_vs_steps(curves: dict[str, Sequence[float]], attacks: Sequence[str], title: str = "",
+                           xlabel: str = "attack", ylabel: str = "accuracy (%)"):
+    """Accuracy (%) under a sequence of attacks (``attacks``: FGSM, PGD-1, PGD-2, ...), one line per model
+    (``{model: accuracies}``), the last point annotated. The legend sits below the axes."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, c in curves.items():
+        ax.plot(range(len(c)), [100 * v for v in c], marker="o", label=name)
+        ax.annotate(f"{100 * c[-1]:.1f}", (len(c) - 1, 100 * c[-1]), textcoords="offset points", xytext=(6, -3),
+                    fontsize=8)
+    ax.set_xticks(range(len(attacks)))
+    ax.set_xticklabels(attacks)
+    _labels_and_legend_below(ax, xlabel, ylabel, title, ncol=2)
+    return fig
+
+
+def plot_monitor_vs_test(history: list[dict], n_monitor: int, points: dict[str, tuple[int, float]],
+                         key: str = "holdout_pgd", monitor: str = "PGD-10", test_attack: str = "PGD-20",
+                         ylabel: str = "robust accuracy (%)", title: str = ""):
+    """A training run's held-out monitor per epoch (``history[i][key]``, attack ``monitor`` on ``n_monitor``
+    images, with its 95% interval) and checkpoints measured on the test set, ``{checkpoint: (epoch, accuracy)}``
+    (``"best"``, ``"last"``), as separate markers. The legend sits below the axes."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ep = [h["epoch"] for h in history]
+    mon = [100 * h[key] for h in history]
+    half = [100 * stats.half_width(h[key], n_monitor) for h in history]
+    ax.errorbar(ep, mon, yerr=half, marker="o", capsize=2,
+                label=f"held-out monitor ({monitor}, {n_monitor} images, 95% interval)")
+    for (ck, (e, acc)), mk in zip(points.items(), ("s", "D", "^", "v")):
+        ax.scatter([e], [100 * acc], marker=mk, s=60, zorder=3,
+                   label=f"{ck} checkpoint on the test set ({test_attack}): {100 * acc:.1f}%")
+    _labels_and_legend_below(ax, "epoch", ylabel, title, fontsize=8)
+    return fig
+
+
+def _labels_and_legend_below(ax, xlabel: str, ylabel: str, title: str, **legend) -> None:
+    """The axes' labels, a small title, a light grid and the legend below the axes, off the data."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, **legend)
+    ax.figure.tight_layout()
+
+
 def plot_training_trace(traces: dict[str, dict[str, list[dict]]], n: Optional[int] = None,
                         keys: Sequence[str] = ("holdout_clean", "holdout_fgsm", "holdout_pgd"), title: str = ""):
     """Held-out accuracies during training, monitored within epochs (``TrainConfig.monitor_every``): one

@@ -35,7 +35,7 @@ LAYERS = (
     ("config", "checkpoints", "averaging", "zoo", "teacher"),
     ("losses",),
     ("train",),
-    ("recipes", "exercises", "__main__"),
+    ("recipes", "experiments", "exercises", "__main__"),
 )
 PACKAGE = "advlib"
 ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
