@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 import distill_budget
-from advlib import checkpoints, data, evaluate, paths, recipes, stats, tables, train
+from advlib import checkpoints, data, evaluate, paths, recipes, results, stats, tables, train
 
 ATTACKS = ("pgd-20@2/255", "cw-20@2/255")
 COLUMNS = {"Clean": "clean", "PGD-20": "PGD-20 (step 2/255)", "CW∞-20": "CW∞-20 (step 2/255)"}
@@ -91,8 +91,8 @@ def paired(rows: list[dict]) -> str:
                 continue
             line = {}
             for col, key in COLUMNS.items():
-                ma = [c == "1" for c in by[(a_, seed)]["test"]["masks"][col if col == "Clean" else key]]
-                mb = [c == "1" for c in by[(b_, seed)]["test"]["masks"][col if col == "Clean" else key]]
+                column = col if col == "Clean" else key
+                ma, mb = results.mask(by[(a_, seed)]["test"], column), results.mask(by[(b_, seed)]["test"], column)
                 t = stats.mcnemar(ma, mb)
                 diff = 100 * (sum(ma) - sum(mb)) / len(ma)
                 line[col] = f"{diff:+.2f} (p = {t['p_value']:.2g})"

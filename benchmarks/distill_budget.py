@@ -22,6 +22,7 @@ Run it with nothing else CPU-heavy on the machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -42,9 +43,7 @@ def run_one(recipe: str, scale: "float | None", seed: int, a, tag: str = "", tea
     if scale is not None:
         overrides["loss_scale"] = scale
     cfg = recipes.config(recipe, source=a.source, seed=seed, train_samples=a.train_samples, **overrides)
-    folder = f"{recipe}{'_' + tag if tag else ''}_s{cfg.loss_scale:g}_seed{seed}"
-    cfg = recipes.config(recipe, source=a.source, seed=seed, train_samples=a.train_samples,
-                         out_dir=str(a.out_dir / folder), **overrides)
+    cfg = dataclasses.replace(cfg, out_dir=str(a.out_dir / f"{recipe}{'_' + tag if tag else ''}_s{cfg.loss_scale:g}_seed{seed}"))
     fit = train.fit(cfg, resume="if_same")
     final = fit["final"]
     return {"recipe": recipe, "tag": tag, "method": method, "scale": cfg.loss_scale, "seed": seed,
