@@ -157,6 +157,21 @@ def test_a_notebook_without_exercises_gets_them_after_its_heading():
         cells.merge(_bare("# A new notebook", "## Summary"), EXERCISES["00_setup"], "new.ipynb")
 
 
+def test_a_new_exercise_in_an_executed_notebook_gets_execution_counts():
+    """nbval compares a check cell's stored output only when the cell has an execution count (outputs without
+    one are an "unrun reference cell" error): new code cells continue after the notebook's highest count, and
+    writing again keeps them."""
+    nb = copy.deepcopy(_load("01_fgsm_mnist"))
+    highest = max(c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code" and c["execution_count"])
+    for key in ("robust_accuracy/statement", "robust_accuracy/starter", "robust_accuracy/check"):
+        del nb["cells"][_index(nb, key)]
+    out = cells.merge(nb, EXERCISES["01_fgsm_mnist"])
+    counts = [out["cells"][_index(out, k)]["execution_count"] for k in ("robust_accuracy/starter",
+                                                                         "robust_accuracy/check")]
+    assert counts == [highest + 1, highest + 2]
+    assert cells.dumps(cells.merge(out, EXERCISES["01_fgsm_mnist"])) == cells.dumps(out)
+
+
 def test_cli_verify_reports_drift_and_write_repairs_it(tmp_path, capsys):
     path = tmp_path / "01_fgsm_mnist.ipynb"
     path.write_text(cells.dumps(_tampered()), encoding="utf-8")

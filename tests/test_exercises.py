@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import warnings
 from pathlib import Path
 
@@ -26,8 +27,10 @@ def _load(name):
 
 S0, S1, S2 = _load("00_setup"), _load("01_fgsm_mnist"), _load("02_adversarial_training_mnist")
 S2b = _load("02b_adversarial_training_in_practice_mnist")
+S3 = _load("03_pgd_training_cifar10")
 S4 = _load("04_trades_mart_cifar10")
 S5 = _load("05_rslad_distillation_cifar10")
+S6 = _load("06_evaluating_robustness")
 
 
 def run(check, fn, capsys):
@@ -59,9 +62,17 @@ CHECKS = [
     (ex.check_prediction, S2b.predict),
     (ex.check_choose_eps, S2b.choose_eps),
     (ex.check_masked_table, S2b.explain),
+    (ex.check_pgd_attack, S3.pgd_attack),
+    (ex.check_choose_checkpoint, S3.choose_checkpoint),
     (ex.check_trades_loss, S4.trades_loss),
     (ex.check_mart_loss, S4.mart_loss),
     (ex.check_rslad_loss, S5.rslad_loss),
+    (ex.check_ard_loss, S5.ard_loss),
+    (ex.check_iad_loss, S5.iad_loss),
+    (ex.check_rslad_attack, S5.rslad_attack),
+    (ex.check_weak_attacks, S6.weak_attacks),
+    (ex.check_mcnemar, S6.mcnemar_test),
+    (ex.check_worst_case, S6.worst_case_accuracy),
 ]
 
 
@@ -635,6 +646,217 @@ def test_masked_table_accepts_other_forms(capsys):
 
 
 
+# --------------------------------------------------------------------------- 03: SAT's inner maximisation
+
+
+def _pgd_attack(start="uniform", proj="both", sign=True, direction=1.0, grad_at="iterate", steps_off=0,
+                alpha_is_eps=False, restore=True, own_rng=False, delta_form=False, reduction="mean", returns="x_adv",
+                mode="eval", objective=None):
+    """PGD from a random start with one deviation from SAT's (or, ``objective`` and ``start="normal"``, RSLAD's)
+    attack: the start, the projection, the step, where the gradient is taken, the number of steps, the step size,
+    the model's mode, the random numbers, the loss's reduction, what it returns. ``objective(model, x, logits, y)``
+    replaces the cross-entropy (RSLAD's attacks pass the teacher's probabilities as ``y``)."""
+    def fn(m, x, y, eps, alpha, steps, noise):
+        was = m.training
+        m.train(mode == "train")
+        if own_rng:
+            noise = torch.rand_like(x) * 2 - 1 if start != "normal" else torch.randn_like(x)
+        begin = {"uniform": x + eps * noise, "none": x.clone(), "unscaled": x + noise, "normal": x + 0.001 * noise,
+                 "normal_eps": x + eps * noise}[start if start != "unclamped" else "uniform"]
+        x_adv = begin if start == "unclamped" else _ball(begin, x, eps).clamp(0, 1)
+        a = eps if alpha_is_eps else alpha
+        for _ in range(steps + steps_off):
+            if delta_form:  # the perturbation as the variable, projected as a perturbation
+                d = (x_adv - x).detach().requires_grad_(True)
+                logits = m(x + d)
+                loss = (objective(m, x, logits, y) if objective else F.cross_entropy(logits, y, reduction=reduction))
+                g, = torch.autograd.grad(loss, d)
+                x_adv = (x + (d + a * g.sign()).clamp(-eps, eps)).clamp(0, 1)
+                continue
+            at = (x if grad_at == "clean" else x_adv).clone().detach().requires_grad_(True)
+            logits = m(at)
+            loss = objective(m, x, logits, y) if objective else F.cross_entropy(logits, y, reduction=reduction)
+            g, = torch.autograd.grad(loss, at)
+            x_adv = x_adv + direction * a * (g.sign() if sign else g)
+            if proj in ("both", "ball"):
+                x_adv = torch.clamp(x_adv, x - eps, x + eps)
+            if proj in ("both", "box"):
+                x_adv = x_adv.clamp(0, 1)
+        if restore:
+            m.train(was)
+        return (x_adv - x if returns == "delta" else x_adv).detach()
+    return fn
+
+
+PGD_ATTACK_RIGHT = [("delta_form", _pgd_attack(delta_form=True)),
+                    ("delta_form_summed", _pgd_attack(delta_form=True, reduction="sum")),
+                    ("summed_loss", _pgd_attack(reduction="sum"))]
+
+
+@pytest.mark.parametrize("answer", [f for _, f in PGD_ATTACK_RIGHT], ids=[n for n, _ in PGD_ATTACK_RIGHT])
+def test_pgd_attack_written_differently_passes(answer, capsys):
+    result, out = run(ex.check_pgd_attack, answer, capsys)
+    assert result is True, out
+
+
+PGD_ATTACK_MISTAKES = [
+    ("no_random_start", _pgd_attack(start="none"), ["starts at the clean x", "ε·noise"]),
+    ("noise_not_scaled", _pgd_attack(start="unscaled"), ["not scaled by ε"]),
+    ("start_not_clamped", _pgd_attack(start="unclamped"), ["start x + ε·noise is not clamped to [0,1]"]),
+    ("no_ball", _pgd_attack(proj="box"), ["never projected onto the ε-ball", "only onto [0,1]"]),
+    ("no_clamp", _pgd_attack(proj="ball"), ["not onto [0,1]", "torch.clamp"]),
+    ("no_clamp_at_all", _pgd_attack(start="unclamped", proj="ball"), ["Neither your start nor your steps"]),
+    ("no_projection", _pgd_attack(proj="none"), ["not projected at all (only the start is)"]),
+    ("raw_gradient", _pgd_attack(sign=False), ["raw gradient", "*sign*"]),
+    ("raw_gradient_summed", _pgd_attack(sign=False, reduction="sum"), ["raw gradient", "*sign*"]),
+    ("descends", _pgd_attack(direction=-1.0), ["go down the gradient"]),
+    ("gradient_at_clean_x", _pgd_attack(grad_at="clean"), ["every gradient at the clean x"]),
+    ("one_step_short", _pgd_attack(steps_off=-1), ["takes 9 steps instead of `steps` = 10"]),
+    ("one_step_too_many", _pgd_attack(steps_off=1), ["takes 11 steps instead of `steps` = 10"]),
+    ("step_eps", _pgd_attack(alpha_is_eps=True), ["size ε", "not the step size α"]),
+    ("returns_delta", _pgd_attack(returns="delta"), ["returned the perturbation δ"]),
+    ("own_random_numbers", _pgd_attack(own_rng=True), ["different x_adv on a second call", "`noise`"]),
+    ("mode_not_restored", _pgd_attack(restore=False), ["left the model in evaluation mode"]),
+    ("attacks_in_training_mode", _pgd_attack(mode="train"), ["changed the batch-norm running statistics",
+                                                              "the attack of every training step"]),
+    ("not_detached", lambda m, x, y, e, a, s, n: S3.pgd_attack(m, x, y, e, a, s, n).requires_grad_(True) * 1.0,
+     ["still requires grad"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in PGD_ATTACK_MISTAKES],
+                         ids=[n for n, _, _ in PGD_ATTACK_MISTAKES])
+def test_pgd_attack_mistakes(answer, phrases, capsys):
+    out = fails_with(ex.check_pgd_attack, answer, capsys, *phrases)
+    assert "differs from the expected one" not in out, "a listed mistake gets its own diagnosis"
+
+
+def test_pgd_attack_leaves_p_grad_and_noise_alone(capsys):
+    def backward(m, x, y, eps, alpha, steps, noise):
+        x_adv = S3.pgd_attack(m, x, y, eps, alpha, steps, noise)
+        F.cross_entropy(m(x_adv), y).backward()
+        return x_adv
+
+    fails_with(ex.check_pgd_attack, backward, capsys, "left gradients in the model's parameters")
+
+    def clips_noise_in_place(m, x, y, eps, alpha, steps, noise):
+        return S3.pgd_attack(m, x, y, eps, alpha, steps, noise.clamp_(-1, 0.5))
+
+    fails_with(ex.check_pgd_attack, clips_noise_in_place, capsys, "changed its argument `noise` in place")
+
+
+def test_pgd_attack_reference_is_the_library_attack(monkeypatch):
+    """From the same start, advlib.attacks.pgd (uniform random start) takes exactly the reference's steps."""
+    from advlib import attacks
+    from advlib.exercises import pgd_training_cifar10 as pt
+
+    for x, y, eps, alpha, steps, noise in pt._pgd_cases():
+        start = pt.uniform_start(x, eps, noise)
+        seen = []
+        monkeypatch.setattr(attacks, "_start", lambda x_, eps_, how: seen.append(how) or start.clone())
+        lib = attacks.pgd(harness.fixed_model(), x, y, eps, alpha, steps, random_start=True)
+        ref, mask = pt.pgd_trajectory(harness.fixed_model(), x, y, eps, alpha, steps, start)
+        assert seen == ["uniform"] and torch.equal(lib, ref)
+        assert mask.float().mean() > 0.9  # the comparison covers nearly every pixel
+
+
+def test_pgd_attack_cases_separate_the_mistakes():
+    """Every diagnosed variant's result differs from the reference's and from the other variants' on a reliable
+    pixel of the first case, so that each diagnosis is reachable and none is a correct answer."""
+    from advlib.exercises import pgd_training_cifar10 as pt
+
+    x, y, eps, alpha, steps, noise = pt._pgd_cases()[0]
+    m = harness.fixed_model()
+    results = [answer(m, x, y, eps, alpha, steps, noise) for _, answer, _ in PGD_ATTACK_MISTAKES[:16]]
+    results.append(S3.pgd_attack(m, x, y, eps, alpha, steps, noise))
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            assert (a - b).abs().max() > 1e-3
+
+
+# --------------------------------------------------------------------------- 03: best or last checkpoint
+
+
+def _choose(pick="holdout_pgd", index="epoch", ties="first", rule="wilson", z=1.96):
+    """choose_checkpoint with one deviation: the accuracy it ranks epochs by, 0-based epochs, the last of tied
+    epochs, another decision rule (wilson, any, never, always, wald, last_upper, overlap, margin)."""
+    def fn(history, n):
+        acc = [row[pick] for row in history]
+        i = acc.index(max(acc)) if ties == "first" else max(j for j, v in enumerate(acc) if v == max(acc))
+        robust = [row["holdout_pgd"] for row in history]
+        b = robust[i] if pick == "holdout_pgd" else max(robust)
+        last = robust[-1]
+        lo_b, _ = S3._wilson(round(b * n), n, z)
+        _, hi_l = S3._wilson(round(last * n), n, z)
+        wald = b - z * (b * (1 - b) / n) ** 0.5
+        best = {"wilson": last < lo_b, "any": b > last, "never": False, "always": True, "wald": last < wald,
+                "last_upper": b > hi_l, "overlap": lo_b > hi_l, "margin": b - last > 0.03}[rule]
+        return {"best_epoch": i if index == "index" else history[i]["epoch"], "report": "best" if best else "last"}
+    return fn
+
+
+CHECKPOINT_MISTAKES = [
+    ("zero_based", _choose(index="index"), ["0-based index"]),
+    ("last_of_ties", _choose(ties="last"), ["reached at epochs 3 and 5", "keeps the first"]),
+    ("by_clean_accuracy", _choose(pick="holdout_clean"), ["highest *clean* held-out accuracy"]),
+    ("by_training_accuracy", _choose(pick="train_acc"), ["highest *training* accuracy"]),
+    ("the_last_epoch", lambda h, n: {"best_epoch": len(h), "report": "last"}, ["that is the last epoch"]),
+    ("any_drop", _choose(rule="any"), ["however small the gap"]),
+    ("always_best", _choose(rule="always"), ["however small the gap"]),
+    ("never_best", _choose(rule="never"), ["always report the last checkpoint", "robust overfitting"]),
+    ("normal_approximation", _choose(rule="wald"), ["normal approximation"]),
+    ("upper_end_of_the_last", _choose(rule="last_upper"), ["upper end of the *last* epoch's Wilson interval"]),
+    ("intervals_must_not_overlap", _choose(rule="overlap"), ["do not overlap at all"]),
+    ("fixed_margin", _choose(rule="margin"), ["for two histories with the same accuracies", "on 2000 images",
+                                              "within that of a small one"]),
+    ("68_percent_interval", _choose(z=1.0), ["for two histories with the same accuracies", "Wilson interval"]),
+    ("99_percent_interval", _choose(z=2.58), ["You report last for", "Wilson interval"]),
+    ("not_a_dict", lambda h, n: ("last", 3), ["returned a tuple"]),
+    ("other_keys", lambda h, n: {"epoch": 3, "report": "last"}, ["needs exactly \"best_epoch\" and \"report\""]),
+    ("report_not_a_word", lambda h, n: {"best_epoch": S3.choose_checkpoint(h, n)["best_epoch"], "report": True},
+     ["\"report\" must be \"best\" or \"last\""]),
+    ("epoch_not_whole", lambda h, n: {"best_epoch": 2.5, "report": "last"}, ["must be a whole number"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in CHECKPOINT_MISTAKES],
+                         ids=[n for n, _, _ in CHECKPOINT_MISTAKES])
+def test_choose_checkpoint_mistakes(answer, phrases, capsys):
+    fails_with(ex.check_choose_checkpoint, answer, capsys, *phrases)
+
+
+def test_choose_checkpoint_accepts_other_forms(capsys):
+    import numpy as np
+
+    def numpy_and_capitals(history, n):
+        out = S3.choose_checkpoint(history, n)
+        return {"best_epoch": np.int64(out["best_epoch"]), "report": out["report"].upper() + " "}
+
+    result, out = run(ex.check_choose_checkpoint, numpy_and_capitals, capsys)
+    assert result is True, out
+
+
+def test_checkpoint_cases_separate_the_rules():
+    """Each diagnosed rule decides differently from the statement's rule and from every other rule on the fixed
+    histories, and every way of picking the epoch gives a different list of best epochs."""
+    from advlib import stats
+    from advlib.exercises import pgd_training_cifar10 as pt
+
+    cases = pt._CHECKPOINT_CASES
+    decisions = {k: [pt._rule(p, n, k) for _, n, p, _, _ in cases] for k in ("wilson", "any", "never", "wald", "overlap")}
+    assert len({tuple(v) for v in decisions.values()}) == len(decisions)
+    assert set(decisions["wilson"]) == {"best", "last"}
+    # the upper end of the last epoch's Wilson interval is the normal approximation around the best, inverted
+    for _, n, p, _, _ in cases:
+        b, last = p[pt._first_best(p) - 1], p[-1]
+        assert (b > stats.wilson(round(last * n), n)[1]) == (last < pt._wald(b, n)[0])
+    epochs = [[f(h, n)["best_epoch"] for _, n, p, c, t in cases for h in [pt._history(p, c, t)]]
+              for f in (S3.choose_checkpoint, _choose(index="index"), _choose(ties="last"), _choose(pick="holdout_clean"),
+                        _choose(pick="train_acc"), lambda h, n: {"best_epoch": len(h)})]
+    assert len({tuple(e) for e in epochs}) == len(epochs)
+    assert all(abs(round(v * n) - v * n) < 1e-9 for _, n, p, _, _ in cases for v in p), "accuracies are counts / n"
+
+
 # --------------------------------------------------------------------------- 04: TRADES loss
 
 
@@ -877,6 +1099,488 @@ def test_mart_leaves_the_model_in_eval_mode(capsys):
                "was in training mode", "model.train(...)")
 
 
+# --------------------------------------------------------------------------- 05: ARD's loss
+
+
+def _ard(kl_red="mean", tau_student=True, tau_teacher=True, factor="tau2", reverse=False, on_clean=False,
+         ce_on_adv=False, swap=False, probs=False):
+    """ARD's loss with one deviation."""
+    def fn(m, x, a, y, t, tau, w):
+        s = m(x if on_clean else a) / (tau if tau_student else 1.0)
+        soft = F.softmax(t / (tau if tau_teacher else 1.0), 1)
+        if reverse:
+            kl = (F.softmax(s, 1) * (F.log_softmax(s, 1) - torch.log(soft))).sum() / soft.numel()
+        else:
+            inp = F.softmax(s, 1) if probs else F.log_softmax(s, 1)
+            kl = {"mean": F.kl_div(inp, soft, reduction="sum") / soft.numel(),
+                  "batchmean": F.kl_div(inp, soft, reduction="batchmean")}[kl_red]
+        kd = {"tau2": tau ** 2, "tau": tau, "none": 1.0}[factor] * kl
+        ce = F.cross_entropy(m(a if ce_on_adv else x), y)
+        return (1 - w) * kd + w * ce if swap else w * kd + (1 - w) * ce
+    return fn
+
+
+ARD_MISTAKES = [
+    ("no_tau_squared", _ard(factor="none"), ["not multiplied by τ²"]),
+    ("tau_not_squared", _ard(factor="tau"), ["multiplied the KL by τ; ARD multiplies it by τ²"]),
+    ("batchmean", _ard(kl_red="batchmean"), ["batch mean (reduction='batchmean')", "10×"]),
+    ("reversed_kl", _ard(reverse=True), ["reversed the KL divergence"]),
+    ("student_not_softened", _ard(tau_student=False), ["student's logits are not divided by τ"]),
+    ("teacher_not_softened", _ard(tau_teacher=False), ["teacher's logits are not divided by τ"]),
+    ("no_temperature", _ard(tau_student=False, tau_teacher=False), ["no temperature at all"]),
+    ("student_on_clean_x", _ard(on_clean=True), ["student on the clean x"]),
+    ("ce_on_x_adv", _ard(ce_on_adv=True), ["cross-entropy is on x_adv"]),
+    ("swapped_weights", _ard(swap=True), ["swapped the weights"]),
+    ("probabilities_as_input", _ard(probs=True), ["expects log-probabilities"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in ARD_MISTAKES], ids=[n for n, _, _ in ARD_MISTAKES])
+def test_ard_mistakes(answer, phrases, capsys):
+    out = fails_with(ex.check_ard_loss, answer, capsys, *phrases)
+    assert "Your loss is" not in out, "a listed mistake gets its own diagnosis, not the generic message"
+
+
+def test_ard_detached_student(capsys):
+    def detached(m, x, a, y, t, tau, w):
+        soft = F.softmax(t / tau, 1)
+        kl = F.kl_div(F.log_softmax(m(a).detach() / tau, 1), soft, reduction="sum") / soft.numel()
+        return w * tau ** 2 * kl + (1 - w) * F.cross_entropy(m(x), y)
+
+    fails_with(ex.check_ard_loss, detached, capsys, "right value but the wrong gradients")
+
+
+def test_ard_written_with_mean_reduction_passes(capsys):
+    def mean(m, x, a, y, t, tau, w):  # reduction='mean' divides the sum by batch x classes, as ARD's code did
+        kl = F.kl_div(F.log_softmax(m(a) / tau, 1), F.softmax(t / tau, 1), reduction="mean")
+        loss = w * tau ** 2 * kl
+        return loss + (1 - w) * F.cross_entropy(m(x), y) if w < 1 else loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # kl_div's warning about reduction='mean'
+        result, out = run(ex.check_ard_loss, mean, capsys)
+    assert result is True, out
+
+
+class _FakeTeacher:
+    """A teacher whose logits are given: what advlib.losses' distillation methods ask of one."""
+
+    def __init__(self, clean_logits, adv_logits=None, x=None):
+        self.clean, self.adv, self.x = clean_logits, adv_logits, x
+
+    def probs(self, x, tau=1.0, cached=True):
+        logits = self.clean if self.x is None or torch.equal(x, self.x) else self.adv
+        return F.softmax(logits / tau, 1)
+
+
+def test_ard_and_iad_references_are_the_library_methods(monkeypatch):
+    """The checks' references equal advlib.losses' training methods ard and iad with the attack replaced by x_adv
+    and a teacher with the given logits (ard: with and without the cross-entropy term; iad: after its warm-up)."""
+    from advlib import losses
+    from advlib.exercises import distillation_cifar10 as dc
+
+    for case in dc._ard_cases():
+        monkeypatch.setattr(losses.Context, "pgd", lambda self, **kw: case["x_adv"])
+        m = harness.fixed_model().train()
+        lib = losses.compute("ard", m, case["x"], case["y"], 0.1, teacher=_FakeTeacher(case["teacher_logits"]),
+                             params={"tau": case["tau"], "kd_weight": case["kd_weight"]})[0]
+        assert torch.allclose(lib, dc._ard_reference(m, **case), rtol=1e-6)
+    for case in dc._iad_cases():
+        monkeypatch.setattr(losses.Context, "pgd", lambda self, **kw: case["x_adv"])
+        m = harness.fixed_model().train()
+        teacher = _FakeTeacher(case["teacher_logits"], case["teacher_adv_logits"], case["x"])
+        lib = losses.compute("iad", m, case["x"], case["y"], 0.1, teacher=teacher, epoch=100.0,
+                             params={"tau": case["tau"], "trust_power": case["beta"]})[0]
+        assert torch.allclose(lib, dc._iad_reference(m, **case), rtol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["ard", "iad"])
+def test_distillation_loss_cases_separate_the_mistakes(which):
+    """On each case the listed mistakes give values different from each other and from the expected loss where
+    they are told apart (a mistake may coincide with the expected value on one case, never on all of them)."""
+    from advlib.exercises import distillation_cifar10 as dc
+
+    cases, reference, mistakes = {"ard": (dc._ard_cases, dc._ard_reference, dc._ard_mistakes),
+                                  "iad": (dc._iad_cases, dc._iad_reference, dc._iad_mistakes)}[which]
+    caught = None
+    for case in cases():
+        m = harness.fixed_model().train()
+        expected = reference(m, **case).item()
+        variants, _ = mistakes(0.0, expected, m, **case)
+        wrong = {i for i, (v, _) in enumerate(variants) if not harness.close(v, expected)}
+        caught = wrong if caught is None else caught | wrong
+        for i in wrong:  # where it is wrong, a mistake is not taken for an earlier one
+            assert not any(harness.close(variants[i][0], variants[j][0]) for j in range(i))
+    assert caught == set(range(len(variants)))
+
+
+# --------------------------------------------------------------------------- 05: IAD's loss
+
+
+def _iad(weight="1-a", power=True, trust_from="adv", trust_tau=False, first_weighted=False, self_reverse=False,
+         self_tau=False, no_self=False, distil_factor=True, distil_red="batchmean", self_red="sum", distil_on="adv",
+         soft_from="clean", detach_self=False):
+    """IAD-I's loss with one deviation."""
+    def fn(m, x, a, y, t, ta, tau, beta):
+        s_adv, s_nat = m(a), m(x)
+        if detach_self:
+            s_nat = s_nat.detach()
+        target = F.softmax((t if soft_from == "clean" else ta) / tau, 1)
+        rows = F.kl_div(F.log_softmax((s_adv if distil_on == "adv" else s_nat) / tau, 1), target,
+                        reduction="none").sum(1)
+        if distil_red == "mean":
+            rows = rows / target.shape[1]
+        rows = rows * (tau ** 2 if distil_factor else 1.0)
+        p = F.softmax((ta if trust_from == "adv" else t) / (tau if trust_tau else 1.0), 1).gather(1, y[:, None]).squeeze(1)
+        trust = p ** beta if power else p
+        distil = (rows * trust).mean() if first_weighted else rows.mean()
+        if no_self:
+            return distil
+        temp = tau if self_tau else 1.0
+        if self_reverse:
+            self_rows = F.kl_div(F.log_softmax(s_nat / temp, 1), F.softmax(s_adv / temp, 1), reduction="none")
+        else:
+            self_rows = F.kl_div(F.log_softmax(s_adv / temp, 1), F.softmax(s_nat / temp, 1), reduction="none")
+        self_rows = self_rows.sum(1) if self_red == "sum" else self_rows.mean(1)
+        return distil + (self_rows * (trust if weight == "a" else 1 - trust)).mean()
+    return fn
+
+
+IAD_MISTAKES = [
+    ("no_introspection", _iad(no_self=True), ["distillation term only"]),
+    ("weighted_by_a", _iad(weight="a"), ["weighted the introspection term by a"]),
+    ("no_power", _iad(power=False), ["without the power β"]),
+    ("trust_on_clean_x", _iad(trust_from="clean"), ["teacher's probability on the clean x"]),
+    ("trust_at_temperature", _iad(trust_tau=True), ["trust uses the teacher's probabilities at temperature τ"]),
+    ("distillation_weighted_by_a", _iad(first_weighted=True), ["weighted the distillation term by a"]),
+    ("introspection_reversed", _iad(self_reverse=True), ["introspection KL is reversed"]),
+    ("introspection_at_temperature", _iad(self_tau=True), ["introspection term is at temperature τ"]),
+    ("no_tau_squared", _iad(distil_factor=False), ["not multiplied by τ²"]),
+    ("distillation_mean_over_classes", _iad(distil_red="mean"), ["distillation KL is averaged over the 10 classes"]),
+    ("introspection_mean_over_classes", _iad(self_red="mean"), ["introspection KL is averaged over the 10 classes"]),
+    ("distillation_on_clean_x", _iad(distil_on="clean"), ["distillation term uses the student on the clean x"]),
+    ("soft_labels_on_x_adv", _iad(soft_from="adv"), ["soft labels are the teacher's on x'"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in IAD_MISTAKES], ids=[n for n, _, _ in IAD_MISTAKES])
+def test_iad_mistakes(answer, phrases, capsys):
+    out = fails_with(ex.check_iad_loss, answer, capsys, *phrases)
+    assert "Your loss is" not in out, "a listed mistake gets its own diagnosis, not the generic message"
+
+
+def test_iad_detached_clean_prediction(capsys):
+    fails_with(ex.check_iad_loss, _iad(detach_self=True), capsys, "right value but the wrong gradients",
+               "nothing of the student is detached")
+
+
+# --------------------------------------------------------------------------- 05: RSLAD's inner maximisation
+
+
+def _kl_sum(m, x, logits, t):
+    return F.kl_div(F.log_softmax(logits, 1), t, reduction="sum")
+
+
+def _rslad_attack(**kw):
+    """RSLAD's attack with one deviation (see _pgd_attack); the teacher's probabilities travel as ``y``."""
+    kw = {"start": "normal", "objective": _kl_sum, **kw}
+    inner = _pgd_attack(**kw)
+    return lambda m, x, t, eps, alpha, steps, noise: inner(m, x, t, eps, alpha, steps, noise)
+
+
+def _ce_top_class(m, x, logits, t):
+    return F.cross_entropy(logits, t.argmax(1), reduction="sum")
+
+
+def _own_prediction(m, x, logits, t):
+    with torch.no_grad():
+        p = F.softmax(m(x), 1)
+    return F.kl_div(F.log_softmax(logits, 1), p, reduction="sum")
+
+
+def _reversed_kl(m, x, logits, t):
+    return (F.softmax(logits, 1) * (F.log_softmax(logits, 1) - torch.log(t))).sum()
+
+
+def _softmax_again(m, x, logits, t):
+    return F.kl_div(F.log_softmax(logits, 1), F.softmax(t, 1), reduction="sum")
+
+
+def _official_kl(m, x, logits, t):  # the RSLAD code's KL with its 1e-5 (the same gradient)
+    return (t * (torch.log(t + 1e-5) - F.log_softmax(logits, 1))).sum()
+
+
+RSLAD_ATTACK_RIGHT = [("batchmean_kl", _rslad_attack(objective=lambda m, x, lg, t: F.kl_div(
+                          F.log_softmax(lg, 1), t, reduction="batchmean"))),
+                      ("official_kl_with_1e-5", _rslad_attack(objective=_official_kl)),
+                      ("delta_form", _rslad_attack(delta_form=True))]
+
+
+@pytest.mark.parametrize("answer", [f for _, f in RSLAD_ATTACK_RIGHT], ids=[n for n, _ in RSLAD_ATTACK_RIGHT])
+def test_rslad_attack_written_differently_passes(answer, capsys):
+    result, out = run(ex.check_rslad_attack, answer, capsys)
+    assert result is True, out
+
+
+RSLAD_ATTACK_MISTAKES = [
+    ("no_start", _rslad_attack(start="none"), ["starts at the clean x", "0.001·noise"]),
+    ("start_scaled_by_eps", _rslad_attack(start="normal_eps"), ["start is x + ε·noise"]),
+    ("start_not_scaled", _rslad_attack(start="unscaled"), ["start is x + noise, not scaled"]),
+    ("hard_labels", _rslad_attack(objective=_ce_top_class), ["cross-entropy with the teacher's top class"]),
+    ("trades_target", _rslad_attack(objective=_own_prediction), ["TRADES' inner maximisation"]),
+    ("reversed_kl", _rslad_attack(objective=_reversed_kl), ["reversed the KL divergence"]),
+    ("softmax_again", _rslad_attack(objective=_softmax_again), ["already probabilities"]),
+    ("no_ball", _rslad_attack(proj="box"), ["never projected onto the ε-ball"]),
+    ("no_clamp", _rslad_attack(proj="ball"), ["not onto [0,1]"]),
+    ("no_projection", _rslad_attack(proj="none"), ["not projected at all"]),
+    ("raw_gradient", _rslad_attack(sign=False), ["raw gradient"]),
+    ("descends", _rslad_attack(direction=-1.0), ["*lowering* the KL"]),
+    ("gradient_at_clean_x", _rslad_attack(grad_at="clean"), ["every gradient at (a copy of) the clean x"]),
+    ("one_step_short", _rslad_attack(steps_off=-1), ["takes 9 steps"]),
+    ("step_eps", _rslad_attack(alpha_is_eps=True), ["not the step size α"]),
+    ("own_random_numbers", _rslad_attack(own_rng=True), ["different x_adv on a second call"]),
+    ("mode_not_restored", _rslad_attack(restore=False), ["left the model in evaluation mode"]),
+    ("attacks_in_training_mode", _rslad_attack(mode="train"), ["changed the batch-norm running statistics"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in RSLAD_ATTACK_MISTAKES],
+                         ids=[n for n, _, _ in RSLAD_ATTACK_MISTAKES])
+def test_rslad_attack_mistakes(answer, phrases, capsys):
+    out = fails_with(ex.check_rslad_attack, answer, capsys, *phrases)
+    assert "differs from the expected one" not in out, "a listed mistake gets its own diagnosis"
+
+
+def test_rslad_attack_reference_is_the_library_attack(monkeypatch):
+    """From the same start, advlib.attacks.pgd(loss='kl', target=teacher_probs, random_start='normal') takes
+    exactly the reference's steps; and the start is the library's x + 0.001·N(0, 1) with these random numbers."""
+    from advlib import attacks
+    from advlib.exercises import distillation_cifar10 as dc
+    from advlib.exercises import pgd_training_cifar10 as pt
+
+    for x, t, eps, alpha, steps, noise in dc._rslad_attack_cases():
+        start = dc.normal_start(x, eps, noise)
+        torch.manual_seed(3)
+        drawn = torch.randn_like(x)
+        torch.manual_seed(3)
+        assert torch.equal(attacks._start(x, eps, "normal"), dc.normal_start(x, eps, drawn))
+        monkeypatch.setattr(attacks, "_start", lambda x_, eps_, how: start.clone() if how == "normal" else None)
+        lib = attacks.pgd(harness.fixed_model(), x, t.argmax(1), eps, alpha, steps, random_start="normal", loss="kl",
+                          target=t)
+        ref, _ = pt.pgd_trajectory(harness.fixed_model(), x, t.argmax(1), eps, alpha, steps, start, dc._kl_objective(t))
+        assert torch.equal(lib, ref)
+        monkeypatch.undo()
+
+
+# --------------------------------------------------------------------------- 06: spotting a weak attack
+
+
+def _weak_answer(kind):
+    """weak_attacks answered by one of the rule's typical variants (advlib.exercises.evaluating_robustness._weak)."""
+    from advlib.exercises import evaluating_robustness as er
+    return lambda correct, settings: er._weak(correct, settings, kind)
+
+
+WEAK_MISTAKES = [
+    ("only_against_fgsm", _weak_answer("only_fgsm"), ["compare every attack with FGSM only", "fewer steps of *itself*"]),
+    ("only_within_the_family", _weak_answer("only_family"), ["only within their family, never with FGSM"]),
+    ("no_noise", _weak_answer("no_noise"), ["however little", "half_width"]),
+    ("no_margin", _weak_answer("no_margin"), ["50,000 images", "more than 1 point"]),
+    ("across_families", _weak_answer("cross_family"), ["fewer steps of *other* families"]),
+    ("stronger_ones", _weak_answer("reversed"), ["*stronger* than their yardstick"]),
+    ("flags_fgsm", lambda c, s: S6.weak_attacks(c, s) | {"FGSM"}, ["You flag FGSM", "yardstick, not a suspect"]),
+    ("names_in_a_string", lambda c, s: ",".join(S6.weak_attacks(c, s)), ["returned a str"]),
+    ("unknown_name", lambda c, s: {"PGD"}, ["'PGD' is not one of the attacks"]),
+    ("none", lambda c, s: None, ["returned None"]),
+    ("a_single_interval", lambda c, s: _one_interval(c, s), ["You flag PGD-20 (a small evaluation, 100 images)",
+                                                           "the threshold"]),
+    ("changes_a_mask", lambda c, s: [m.fill_(True) for m in c.values()] and set(), ["changed its argument"]),
+]
+
+
+def _one_interval(correct, settings):
+    """Only the suspect's interval (twice its half-width as the threshold would be right; one is too small)."""
+    from advlib import stats
+    n = len(next(iter(correct.values())))
+    acc = {k: v.float().mean().item() for k, v in correct.items()}
+    out = set()
+    for k, (fam, steps) in settings.items():
+        for o, (fam_o, steps_o) in settings.items():
+            if steps > 1 and (fam_o == "fgsm" or (fam_o == fam and steps_o < steps)):
+                if acc[k] - acc[o] > max(0.01, stats.half_width(acc[k], n)):
+                    out.add(k)
+    return out
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in WEAK_MISTAKES], ids=[n for n, _, _ in WEAK_MISTAKES])
+def test_weak_attacks_mistakes(answer, phrases, capsys):
+    fails_with(ex.check_weak_attacks, answer, capsys, *phrases)
+
+
+def test_weak_attacks_accepts_a_list(capsys):
+    result, out = run(ex.check_weak_attacks, lambda c, s: sorted(S6.weak_attacks(c, s)), capsys)
+    assert result is True, out
+
+
+def test_weak_attack_cases_separate_the_variants_and_agree_with_the_evaluation():
+    """Each variant of the rule flags differently from the rule and from the others on the fixed evaluations; and
+    the rule flags what advlib.evaluate's own check flags on the same masks (the weakest multi-step attack against
+    FGSM, and more steps against fewer of one family)."""
+    from advlib import evaluate
+    from advlib.exercises import evaluating_robustness as er
+
+    cases = [er._weak_case(i) for i in range(len(er._WEAK_CASES))]
+    kinds = ["right", *er._WEAK_MESSAGES]
+    found = {k: tuple(frozenset(er._weak(c, s, k)) for c, s in cases) for k in kinds}
+    assert len(set(found.values())) == len(kinds)
+    specs = {"FGSM": "fgsm", "PGD-10": "pgd-10", "PGD-20": "pgd-20", "PGD-50": "pgd-50", "PGD-100": "pgd-100",
+             "CW-20": "cw-20", "PGD-KL-10": "pgd-10-kl", "PGD-KL-20": "pgd-20-kl"}
+    for correct, settings in cases:
+        parsed = {name: evaluate.parse_attack(specs[name], 8 / 255) for name in correct}
+        masks = {parsed[k].name: v for k, v in correct.items()}
+        raised = {f.name for f in evaluate._weak_attack_flags(list(parsed.values()), masks) if f.raised}
+        named = {k for k in correct if any(f.startswith(f"{parsed[k].name} at least as strong") for f in raised)}
+        assert named <= er._weak(correct, settings)
+
+
+# --------------------------------------------------------------------------- 06: McNemar's test by hand
+
+
+def _mcnemar(p="exact", counts="right"):
+    """mcnemar_test with one deviation in its counts or its p-value."""
+    from scipy import stats as st
+
+    def fn(a, b):
+        ao, bo = int((a & ~b).sum()), int((~a & b).sum())
+        d, k = ao + bo, min(ao, bo)
+        cdf = lambda j, m=d: st.binom.cdf(j, m, 0.5) if m else 1.0  # noqa: E731
+        value = {"exact": lambda: min(1.0, 2 * cdf(k)), "one_sided": lambda: cdf(k), "uncapped": lambda: 2 * cdf(k),
+                 "strict": lambda: min(1.0, 2 * cdf(k - 1)), "upper": lambda: min(1.0, 2 * (1 - cdf(max(ao, bo)))),
+                 "all_images": lambda: min(1.0, 2 * cdf(k, len(a))),
+                 "mid_p": lambda: min(1.0, 2 * (cdf(k) - 0.5 * st.binom.pmf(k, d, 0.5))),
+                 "chi2_cc": lambda: st.chi2.sf((abs(ao - bo) - 1) ** 2 / d, 1),
+                 "chi2": lambda: st.chi2.sf((ao - bo) ** 2 / d, 1),
+                 "float_power": lambda: min(1.0, 2 * sum(math.comb(d, i) for i in range(k + 1)) / 2.0 ** d),
+                 "unpaired": lambda: _unpaired(a, b)}[p]()
+        out = {"right": (ao, bo), "swapped": (bo, ao), "sums": (int(a.sum()), int(b.sum())),
+               "with_both": (int((a & b).sum()), bo)}[counts]
+        return {"a_only": out[0], "b_only": out[1], "p_value": value}
+    return fn
+
+
+def _unpaired(a, b):
+    from scipy import stats as st
+    pa, pb = a.float().mean().item(), b.float().mean().item()
+    pooled = (pa + pb) / 2
+    return 2 * st.norm.sf(abs(pa - pb) / math.sqrt(2 * pooled * (1 - pooled) / len(a)))
+
+
+MCNEMAR_MISTAKES = [
+    ("one_sided", _mcnemar("one_sided"), ["one-sided"]),
+    ("not_capped", _mcnemar("uncapped"), ["above 1", "min(1.0"]),
+    ("strict_tail", _mcnemar("strict"), ["leaves out the observed count"]),
+    ("upper_tail_strict", _mcnemar("upper"), ["leaves out the observed count"]),
+    ("all_images_as_trials", _mcnemar("all_images"), ["as the number of trials"]),
+    ("mid_p", _mcnemar("mid_p"), ["mid-p"]),
+    ("chi_square_corrected", _mcnemar("chi2_cc"), ["chi-square approximation", "with continuity"]),
+    ("chi_square", _mcnemar("chi2"), ["chi-square approximation", "without continuity"]),
+    ("unpaired_test", _mcnemar("unpaired"), ["as if they had been measured on different images"]),
+    ("float_power_overflows", _mcnemar("float_power"), ["OverflowError", "Python integers"]),
+    ("swapped_counts", _mcnemar(counts="swapped"), ["counts are swapped"]),
+    ("correct_counts", _mcnemar(counts="sums"), ["numbers of images each model gets right"]),
+    ("counts_the_agreements", _mcnemar(counts="with_both"), ["both models get right"]),
+    ("not_a_dict", lambda a, b: 0.5, ["returned a float", "\"a_only\""]),
+    ("a_list_value", lambda a, b: {**S6.mcnemar_test(a, b), "p_value": [0.1]}, ["each value must be one number"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in MCNEMAR_MISTAKES],
+                         ids=[n for n, _, _ in MCNEMAR_MISTAKES])
+def test_mcnemar_mistakes(answer, phrases, capsys):
+    out = fails_with(ex.check_mcnemar, answer, capsys, *phrases)
+    assert "Your p-value is" not in out or "above 1" in out, "a listed mistake gets its own diagnosis"
+
+
+def test_mcnemar_without_a_case_for_no_disagreement(capsys):
+    def divides(a, b):
+        out = S6.mcnemar_test(a, b)
+        d = out["a_only"] + out["b_only"]
+        return {**out, "p_value": out["p_value"] * d / d}
+
+    fails_with(ex.check_mcnemar, divides, capsys, "ZeroDivisionError", "there is nothing to test")
+
+
+def test_mcnemar_accepts_tensors_and_scipy(capsys):
+    from scipy import stats as st
+
+    def with_scipy(a, b):
+        ao, bo = (a & ~b).sum(), (~a & b).sum()
+        d = int(ao + bo)
+        return {"a_only": ao, "b_only": bo, "p_value": st.binomtest(int(ao), d).pvalue if d else 1.0}
+
+    result, out = run(ex.check_mcnemar, with_scipy, capsys)
+    assert result is True, out
+
+
+# --------------------------------------------------------------------------- 06: which column to trust
+
+
+def _worst(how="all", refuse=True, mixed="error"):
+    """worst_case_accuracy with one deviation in how it combines the masks or treats masks of different lengths."""
+    def fn(correct):
+        masks = list(correct.values())
+        lengths = {len(m) for m in masks}
+        if len(lengths) > 1:
+            if refuse:
+                raise ValueError("different images")
+            if mixed == "truncate":
+                masks = [m[:min(lengths)] for m in masks]
+            elif mixed == "library":
+                masks = [m for m in masks if len(m) == max(lengths)]
+        stack = torch.stack(masks)  # masks of different lengths left as they are: stack raises
+        acc = {"all": lambda: stack.all(0).float().mean().item(), "any": lambda: stack.any(0).float().mean().item(),
+               "min": lambda: min(m.float().mean().item() for m in masks),
+               "mean": lambda: stack.float().mean().item(), "percent": lambda: 100 * stack.all(0).float().mean().item(),
+               "count": lambda: int(stack.all(0).sum()), "error": lambda: 1 - stack.all(0).float().mean().item()}[how]
+        return acc()
+    return fn
+
+
+WORST_MISTAKES = [
+    ("strongest_single_column", _worst("min"), ["lowest single column", "every* attack"]),
+    ("any_attack", _worst("any"), ["*any* attack"]),
+    ("mean_of_columns", _worst("mean"), ["average of the columns"]),
+    ("percent", _worst("percent"), ["in percent"]),
+    ("count", _worst("count"), ["number of images robust to every attack"]),
+    ("error_rate", _worst("error"), ["error rate"]),
+    ("truncates", _worst(refuse=False, mixed="truncate"), ["cut every mask to the first 200 images", "ValueError"]),
+    ("leaves_out_silently", _worst(refuse=False, mixed="library"), ["as advlib.evaluate.worst_case does",
+                                                                    "raise a ValueError instead"]),
+    ("no_check", _worst(refuse=False), ["RuntimeError", "raise a ValueError"]),
+    ("returns_a_tensor_of_masks", lambda c: torch.stack(list(c.values())).all(0), ["return the worst-case accuracy as "
+                                                                                  "one number"]),
+]
+
+
+@pytest.mark.parametrize("answer,phrases", [(f, p) for _, f, p in WORST_MISTAKES], ids=[n for n, _, _ in WORST_MISTAKES])
+def test_worst_case_mistakes(answer, phrases, capsys):
+    fails_with(ex.check_worst_case, answer, capsys, *phrases)
+
+
+def test_worst_case_reference_separates_the_mistakes():
+    """On the first two cases the worst case lies below the strongest single column and above zero, and every
+    diagnosed value differs from it."""
+    from advlib import evaluate
+    from advlib.exercises import evaluating_robustness as er
+
+    for i in range(2):
+        c = er._worst_case(i)
+        ref = evaluate.worst_case(c, {k: len(v) for k, v in c.items()})["accuracy"]
+        assert 0 < ref < min(v.float().mean().item() for v in c.values()) - 0.01
+    c = er._worst_case(2)
+    assert len({len(v) for v in c.values()}) == 2
+
+
 # --------------------------------------------------------------------------- the model's mode and batch norm
 
 
@@ -950,7 +1654,8 @@ MODEL_CHECKS = [e.check for items in ex.EXERCISES.values() for e in items if _ta
 def test_model_checks_are_every_check_of_a_function_of_the_model():
     assert {c.__name__ for c in MODEL_CHECKS} == {
         "check_fgsm", "check_robust_accuracy", "check_two_pass_step", "check_pgd_step", "check_weighted_fgsm_loss",
-        "check_trades_loss", "check_mart_loss", "check_rslad_loss"}
+        "check_pgd_attack", "check_trades_loss", "check_mart_loss", "check_rslad_loss", "check_ard_loss", "check_iad_loss",
+        "check_rslad_attack"}
 
 
 @pytest.mark.parametrize("wrap", [_eval_no_restore, _left_in_eval], ids=["eval_first", "eval_at_the_end"])
@@ -964,7 +1669,10 @@ def test_a_model_left_in_eval_mode_is_caught(check, wrap, capsys):
 @pytest.mark.parametrize("check,answer", [(ex.check_weighted_fgsm_loss, S2.weighted_fgsm_loss),
                                           (ex.check_trades_loss, S4.trades_loss),
                                           (ex.check_mart_loss, S4.mart_loss),
-                                          (ex.check_rslad_loss, S5.rslad_loss)], ids=["weighted", "trades", "mart", "rslad"])
+                                          (ex.check_rslad_loss, S5.rslad_loss),
+                                          (ex.check_ard_loss, S5.ard_loss),
+                                          (ex.check_iad_loss, S5.iad_loss)],
+                         ids=["weighted", "trades", "mart", "rslad", "ard", "iad"])
 def test_loss_must_leave_the_mode_as_it_found_it(check, answer, capsys):
     def attack_in_eval_mode(m, *args):  # the attack in evaluation mode, then only the outer flag restored
         was = m.training
@@ -1038,13 +1746,15 @@ def test_exercises_table():
              "01_fgsm_mnist": ["my_fgsm", "robust_accuracy"],
              "02_adversarial_training_mnist": ["two_pass_step", "pgd_step", "weighted_fgsm_loss"],
              "02b_adversarial_training_in_practice_mnist": ["predict", "choose_eps", "explain"],
+             "03_pgd_training_cifar10": ["pgd_attack", "choose_checkpoint"],
              "04_trades_mart_cifar10": ["trades_loss", "mart_loss"],
-             "05_rslad_distillation_cifar10": ["rslad_loss"]}
+             "05_rslad_distillation_cifar10": ["rslad_loss", "ard_loss", "iad_loss", "rslad_attack"],
+             "06_evaluating_robustness": ["weak_attacks", "mcnemar_test", "worst_case_accuracy"]}
     assert list(ex.EXERCISES) == list(names)
     for nb, items in ex.EXERCISES.items():
         sol = {"00_setup": S0, "01_fgsm_mnist": S1, "02_adversarial_training_mnist": S2,
-               "02b_adversarial_training_in_practice_mnist": S2b,
-               "04_trades_mart_cifar10": S4, "05_rslad_distillation_cifar10": S5}[nb]
+               "02b_adversarial_training_in_practice_mnist": S2b, "03_pgd_training_cifar10": S3,
+               "04_trades_mart_cifar10": S4, "05_rslad_distillation_cifar10": S5, "06_evaluating_robustness": S6}[nb]
         assert [e.function for e in items] == names[nb]
         for e in items:
             assert e.statement.strip().startswith("### Exercise") and "$" in e.statement

@@ -21,8 +21,13 @@ Checks, by notebook (one module each):
 * 02b_adversarial_training_in_practice_mnist (:mod:`.practice_mnist`): :func:`check_prediction`,
   :func:`check_choose_eps`, :func:`check_masked_table` (answers, not computations: the function returns
   a prediction, a number or a set of letters)
+* 03_pgd_training_cifar10 (:mod:`.pgd_training_cifar10`): :func:`check_pgd_attack` (SAT's inner maximisation, its
+  random start given), :func:`check_choose_checkpoint` (best or last, by the monitor's Wilson interval)
 * 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`
-* 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`
+* 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`, :func:`check_ard_loss`,
+  :func:`check_iad_loss`, :func:`check_rslad_attack` (RSLAD's inner maximisation)
+* 06_evaluating_robustness (:mod:`.evaluating_robustness`): :func:`check_weak_attacks`, :func:`check_mcnemar`,
+  :func:`check_worst_case` (per-image correctness masks: answers computed from an evaluation's bookkeeping)
 
 What the checks share (running the student's code, guards, diagnostics, fixed inputs and models) is in
 :mod:`.harness`. Each notebook module also defines ``NOTEBOOK`` and ``EXERCISES``, the cells of its

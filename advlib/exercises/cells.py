@@ -121,9 +121,10 @@ def _cell_id(key: str, taken: set) -> str:
     return cid
 
 
-def _build(want: Cell, old: Optional[dict], cell_id: Optional[str]) -> dict:
+def _build(want: Cell, old: Optional[dict], cell_id: Optional[str], count: Optional[int] = None) -> dict:
     """The notebook cell for ``want``, keeping the id, execution count and other metadata of ``old``
-    (``cell_id``: the id of a new cell; None in a notebook format without cell ids)."""
+    (``cell_id``: the id of a new cell, None in a notebook format without cell ids; ``count``: the
+    execution count of a new code cell)."""
     meta = dict(old.get("metadata", {})) if old else {}
     meta[META] = {"exercise": want.key}
     cell = {"cell_type": want.cell_type, "metadata": meta, "source": _lines(want.source)}
@@ -132,7 +133,7 @@ def _build(want: Cell, old: Optional[dict], cell_id: Optional[str]) -> dict:
     elif cell_id is not None:
         cell["id"] = cell_id
     if want.cell_type == "code":
-        cell["execution_count"] = old.get("execution_count") if old else None
+        cell["execution_count"] = old.get("execution_count") if old else count
         cell["outputs"] = copy.deepcopy(list(want.outputs))
     elif old and "attachments" in old:
         cell["attachments"] = old["attachments"]
@@ -147,6 +148,11 @@ def merge(nb: dict, exercises: Sequence[Exercise], label: str = "notebook") -> d
     metadata); cells still missing are inserted beside their neighbours in the block, or after the
     ``## Exercises`` heading in a notebook that has no exercise cell yet; generated cells of exercises
     that no longer exist are removed. Every other cell stays as it is, outputs included.
+
+    In a notebook that has been executed, a new code cell gets the execution count after the
+    notebook's highest (the next one the count after that): nbval compares the stored output of a
+    check cell only when it has a count (it refuses outputs without one as an "unrun reference
+    cell"). In a notebook never executed, new code cells have none, as their neighbours.
     """
     cells = nb.get("cells", [])
     wanted = block(exercises)
@@ -171,6 +177,9 @@ def merge(nb: dict, exercises: Sequence[Exercise], label: str = "notebook") -> d
                              f"after: add that heading where the exercises should go, then run the command again.")
     with_ids = (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) >= (4, 5)
     taken = {c.get("id") for c in cells}
+    counts = [c["execution_count"] for c in cells
+              if c.get("cell_type") == "code" and isinstance(c.get("execution_count"), int)]
+    next_count = [max(counts) + 1 if counts else None]
     pending = list(wanted)
     out: list[dict] = []
 
@@ -178,7 +187,10 @@ def merge(nb: dict, exercises: Sequence[Exercise], label: str = "notebook") -> d
         while pending:
             want = pending.pop(0)
             old = cells[found[want.key]] if want.key in found else None
-            new = _build(want, old, _cell_id(want.key, taken) if with_ids else None)
+            count = next_count[0] if old is None and want.cell_type == "code" else None
+            if count is not None:
+                next_count[0] += 1
+            new = _build(want, old, _cell_id(want.key, taken) if with_ids else None, count)
             taken.add(new.get("id"))
             out.append(new)
             if want.key == until:
