@@ -5,8 +5,9 @@ epoch, keeps ``last.pt`` and ``best.pt`` (by robust accuracy) in ``cfg.out_dir``
 ``metrics.json`` there, keeps an average of the weights when ``cfg.ema_decay`` is set
 (:mod:`advlib.averaging`: monitored each epoch, saved beside the raw weights, what
 :func:`advlib.checkpoints.load_model` returns), and resumes from ``last.pt`` after an interruption with
-nothing lost (mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states and
-the position in the epoch are all restored, so a resumed run ends where an uninterrupted one does.
+nothing lost (mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states, the
+method's own state (:class:`advlib.losses.MethodState`) and the position in the epoch are all restored, so a
+resumed run ends where an uninterrupted one does. Each step runs the method's lifecycle (:func:`train_step`).
 
 It is rank-aware for a later ``torchrun`` + DistributedDataParallel run: each rank trains on
 its own shard of every epoch, metrics are summed over ranks, and only rank 0 logs and writes.
