@@ -61,6 +61,7 @@ CHECKS = [
     (ex.check_masked_table, S2b.explain),
     (ex.check_trades_loss, S4.trades_loss),
     (ex.check_mart_loss, S4.mart_loss),
+    (ex.check_awp_step, S4.awp_step),
     (ex.check_rslad_loss, S5.rslad_loss),
 ]
 
@@ -950,7 +951,7 @@ MODEL_CHECKS = [e.check for items in ex.EXERCISES.values() for e in items if _ta
 def test_model_checks_are_every_check_of_a_function_of_the_model():
     assert {c.__name__ for c in MODEL_CHECKS} == {
         "check_fgsm", "check_robust_accuracy", "check_two_pass_step", "check_pgd_step", "check_weighted_fgsm_loss",
-        "check_trades_loss", "check_mart_loss", "check_rslad_loss"}
+        "check_trades_loss", "check_mart_loss", "check_awp_step", "check_rslad_loss"}
 
 
 @pytest.mark.parametrize("wrap", [_eval_no_restore, _left_in_eval], ids=["eval_first", "eval_at_the_end"])
@@ -1038,7 +1039,7 @@ def test_exercises_table():
              "01_fgsm_mnist": ["my_fgsm", "robust_accuracy"],
              "02_adversarial_training_mnist": ["two_pass_step", "pgd_step", "weighted_fgsm_loss"],
              "02b_adversarial_training_in_practice_mnist": ["predict", "choose_eps", "explain"],
-             "04_trades_mart_cifar10": ["trades_loss", "mart_loss"],
+             "04_trades_mart_cifar10": ["trades_loss", "mart_loss", "awp_step"],
              "05_rslad_distillation_cifar10": ["rslad_loss"]}
     assert list(ex.EXERCISES) == list(names)
     for nb, items in ex.EXERCISES.items():

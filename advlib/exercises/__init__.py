@@ -21,7 +21,8 @@ Checks, by notebook (one module each):
 * 02b_adversarial_training_in_practice_mnist (:mod:`.practice_mnist`): :func:`check_prediction`,
   :func:`check_choose_eps`, :func:`check_masked_table` (answers, not computations: the function returns
   a prediction, a number or a set of letters)
-* 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`
+* 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`,
+  :func:`check_awp_step`
 * 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`
 
 What the checks share (running the student's code, guards, diagnostics, fixed inputs and models) is in
