@@ -144,6 +144,21 @@ _LIST += [Recipe(f"cifar_s_trades_beta{b:g}", f"TRADES β={b:g} (10k images)",
                  {**_BETA_SWEEP, "params": {"beta": float(b)}},
                  "notebook 04's β sweep: clean vs robust accuracy, one point per β")
           for b in (0.5, 2, 6)]
+# Notebook 04's AWP rows (Wu et al. 2020): SAT and TRADES of the rows above at adversarially perturbed weights, with
+# the official code's γ; TRADES-AWP's warm-up (the code: 9 of 200 epochs unperturbed) scaled to the 5 epochs, as
+# cifar_d_iad scales IAD's. AWP adds one forward and backward pass to the 3 attack steps and the training pass of
+# each step (about a quarter more time; not timed on this budget yet).
+_LIST += [
+    Recipe("cifar_s_sat_awp", "AT-AWP (γ=0.01)",
+           {**_FAMILY, "method": "awp_pgd", "params": {"awp_gamma": 0.01, "awp_warmup": 0.0}},
+           "Wu et al. 2020 (csdongxian/AWP AT_AWP/train_cifar10.py l.162-163, utils_awp.py l.8-55): SAT's "
+           "cross-entropy at weights moved by γ = 0.01 of each layer's norm up its gradient, from the first step"),
+    Recipe("cifar_s_trades_awp", "TRADES-AWP (β=6, γ=0.005)",
+           {**_FAMILY, "method": "awp_trades", "params": {"beta": 6.0, "awp_gamma": 0.005, "awp_warmup": 5 * 9 / 200}},
+           "Wu et al. 2020 (csdongxian/AWP trades_AWP/train_trades_cifar.py l.47, l.60-62, utils_awp.py l.37-55): "
+           "TRADES (β = 6) at weights moved by γ = 0.005 of each layer's norm up the gradient of TRADES' objective, "
+           "after a warm-up of 9/200 of the training (the code's 9 of 200 epochs)"),
+]
 
 # Notebook 05: seven students of one small net on one budget (notebook 04's: 3 attack steps of 2.5·ε/3,
 # 5 epochs), flips but no random crops, so that the teacher's soft labels are computed once per image and
@@ -226,6 +241,27 @@ _LIST += [
             "params": {"tau": 1.0, "kd_weight": 1.0, "trust_power": 0.1, "begin_epochs": 60.0}},
            "ZFancy/IAD IAD-I.py l.18-35 (lr 0.1, 200 epochs, τ 1, β 0.1, begin 60), l.135-139 (10 steps of 2/255), "
            "l.224 (weight decay 2e-4); l.49-53 has ARD's learning-rate helper: one decay at epoch 100"),
+]
+# AWP's settings (csdongxian/AWP): AT-AWP on the code's default PreActResNet-18, TRADES-AWP on its WRN-34-10.
+_LIST += [
+    Recipe("cifar_sat_awp_gpu", "AT-AWP (PreActResNet-18, γ=0.01)",
+           {**_GPU, "model": "preact_resnet18", "normalize": True, "method": "awp_pgd",
+            "params": {"awp_gamma": 0.01, "awp_warmup": 0.0}, "steps": 10, "alpha": 2 / 255, "attack_mode": "train",
+            "epochs": 200, "weight_decay": 5e-4, "milestones": (0.5, 0.75)},
+           "csdongxian/AWP AT_AWP/train_cifar10.py l.130-163 (PreActResNet18, batch 128, 200 epochs, lr 0.1, ε 8/255, "
+           "10 steps of 2/255, one restart, awp_gamma 0.01, awp_warmup 0), l.240 (SGD, momentum 0.9, weight decay "
+           "5e-4), l.261-267 (lr x0.1 at half the training, x0.01 at three quarters), l.80 (uniform start), l.20-25 "
+           "(normalisation inside the model), l.338 (the attack runs with the model in training mode, set for the "
+           "previous batch); utils_awp.py l.8-55 (the perturbation)"),
+    Recipe("cifar_trades_awp_gpu", "TRADES-AWP (WRN-34-10, β=6, γ=0.005)",
+           {**_GPU, "model": "wrn34_10", "method": "awp_trades", "params": {"beta": 6.0, "awp_gamma": 0.005,
+                                                                               "awp_warmup": 9.0},
+            "steps": 10, "alpha": 2 / 255, "epochs": 200, "weight_decay": 5e-4, "milestones": (99 / 200, 149 / 200)},
+           "csdongxian/AWP trades_AWP/train_trades_cifar.py l.19-62 (WRN-34-10, batch 128, 200 epochs, weight decay "
+           "5e-4, lr 0.1, momentum 0.9, ε 8/255, 10 steps of 2/255, β 6, awp_gamma 0.005, awp_warmup 10), l.260-269 "
+           "and l.294 (lr x0.1 from epoch 100, x0.01 from epoch 150, epochs counted from 1), l.107 (eval mode while "
+           "crafting), l.110 (start x + 0.001·N(0,1)), l.179 (AWP from epoch 10: 9 epochs without); utils_awp.py "
+           "l.37-55 (the perturbation)"),
 ]
 RECIPES: dict[str, Recipe] = {r.name: r for r in _LIST}
 

@@ -5,8 +5,9 @@ epoch, keeps ``last.pt`` and ``best.pt`` (by robust accuracy) in ``cfg.out_dir``
 ``metrics.json`` there, keeps an average of the weights when ``cfg.ema_decay`` is set
 (:mod:`advlib.averaging`: monitored each epoch, saved beside the raw weights, what
 :func:`advlib.checkpoints.load_model` returns), and resumes from ``last.pt`` after an interruption with
-nothing lost (mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states and
-the position in the epoch are all restored, so a resumed run ends where an uninterrupted one does.
+nothing lost (mid-epoch too when ``checkpoint_every`` is set): model, optimiser, schedule, RNG states, the
+method's own state (:class:`advlib.losses.MethodState`) and the position in the epoch are all restored, so a
+resumed run ends where an uninterrupted one does. Each step runs the method's lifecycle (:func:`train_step`).
 
 It is rank-aware for a later ``torchrun`` + DistributedDataParallel run: each rank trains on
 its own shard of every epoch, metrics are summed over ranks, and only rank 0 logs and writes.
@@ -80,6 +81,29 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+
+
+def train_step(ctx: losses.Context, optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step of the method ``ctx.cfg.method`` on the batch of ``ctx``, as :func:`fit` runs it, in
+    the order the methods' lifecycle documents (:mod:`advlib.losses`, "Lifecycle"): the method under the run's
+    autocast, ``zero_grad``, the backward pass of its loss (times ``loss_scale``), gradient clipping,
+    ``ctx.state.before_step``, ``optimizer.step()``, and ``ctx.state.after_step``, which runs even when an
+    exception abandons the step. Returns the method's ``(loss, logits)``."""
+    cfg, state = ctx.cfg, ctx.state
+    try:
+        with autocast(cfg, ctx.x.device):
+            loss, logits = losses.get_method(cfg.method)(ctx)
+        optimizer.zero_grad(set_to_none=True)
+        (loss * cfg.loss_scale if cfg.loss_scale != 1 else loss).backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(ctx.model.parameters(), cfg.grad_clip)
+        if state is not None:
+            state.before_step(ctx)
+        optimizer.step()
+    finally:
+        if state is not None:
+            state.after_step(ctx)
+    return loss, logits
 
 
 # --------------------------------------------------------------------------- the RNG states in a checkpoint
@@ -187,6 +211,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
                             cache=not (augment and cfg.augment_crop), cache_dir=out.parent / "teacher_cache")
                if method.teacher else None)
     eval_alpha = cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
+    # the method's per-run state (losses.MethodState), built once on the network itself, not its DDP wrapper
+    method_state = method.state(model, cfg) if method.state is not None else None
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "trace": [], "best_robust": -1.0,
              "best_epoch": None, "train_seconds": 0.0, "data": f"{train_data.label}, {len(train_data)} images"}
@@ -206,6 +232,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         if ema is not None:
             averaging.load(ema, ck["ema"])
         opt.load_state_dict(ck["optimizer"])
+        if method_state is not None and "method_state" in ck:
+            method_state.load_state_dict(ck["method_state"])
         state.update(ck["state"])
         _set_rng_state(ck["rng"])
         if world > 1:  # each rank its own attack noise, reproducibly
@@ -224,6 +252,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
             return
         if ema is not None:
             extra["ema"] = averaging.state(ema)
+        if method_state is not None:
+            extra["method_state"] = method_state.state_dict()
         save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model_name": getattr(model, "name", cfg.model),
                                "config": cfg.to_dict(), "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "state": dict(state), "rng": _rng_state(), **extra})
@@ -254,14 +284,8 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
             eps = current_eps(cfg, t_epoch)
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(cfg, device):
-                loss, logits = method(losses.Context(net, xb, yb, eps, cfg, teacher, t_epoch))
-            opt.zero_grad(set_to_none=True)
-            (loss * cfg.loss_scale if cfg.loss_scale != 1 else loss).backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            if ema is not None:
+            loss, logits = train_step(losses.Context(net, xb, yb, eps, cfg, teacher, t_epoch, method_state), opt)
+            if ema is not None:  # after the method's after_step: the weights as it leaves them (AWP: unperturbed)
                 if t_epoch < cfg.ema_warmup_epochs:
                     averaging.restart(ema)
                 ema.update_parameters(model)

@@ -1,4 +1,6 @@
 """Reference answers for the exercises of notebook 04_trades_mart_cifar10 (plain PyTorch, no advlib)."""
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -25,3 +27,28 @@ def mart_loss(model, x, x_adv, y, beta):
     kl = F.kl_div(torch.log(p_adv + 1e-12), p_nat, reduction="none").sum(dim=1)
     # weighted per example, then averaged over the batch; nothing detached (as in the MART code)
     return boosted_ce + beta * (kl * (1.0000001 - true_p)).mean()
+
+
+def awp_step(model, optimizer, x_adv, y, gamma):
+    """One step of AT-AWP: add gamma * ||w|| * g / ||g|| to each weight w with more than one dimension (g: its
+    gradient of the cross-entropy on x_adv), train at the perturbed weights (zero_grad, backward, step), subtract
+    the perturbation again; return the loss at the perturbed weights as a float."""
+    weights = [p for p in model.parameters() if p.dim() > 1]  # conv kernels, linear matrices
+    # the gradient on a copy (the AWP code's proxy): its forward pass in training mode updates the copy's
+    # batch-norm statistics, not the model's
+    proxy = copy.deepcopy(model)
+    proxy_weights = [p for p in proxy.parameters() if p.dim() > 1]
+    grads = torch.autograd.grad(F.cross_entropy(proxy(x_adv), y), proxy_weights)
+    with torch.no_grad():
+        # each layer moves up its gradient by gamma times its own norm (1e-20: the code's guard against g = 0)
+        perturbation = [gamma * w.norm() / (g.norm() + 1e-20) * g for w, g in zip(weights, grads)]
+        for w, v in zip(weights, perturbation):
+            w.add_(v)
+    loss = F.cross_entropy(model(x_adv), y)  # at the perturbed weights
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():  # keep the optimizer's update, remove the perturbation
+        for w, v in zip(weights, perturbation):
+            w.sub_(v)
+    return loss.item()

@@ -66,6 +66,7 @@ CHECKS = [
     (ex.check_choose_checkpoint, S3.choose_checkpoint),
     (ex.check_trades_loss, S4.trades_loss),
     (ex.check_mart_loss, S4.mart_loss),
+    (ex.check_awp_step, S4.awp_step),
     (ex.check_rslad_loss, S5.rslad_loss),
     (ex.check_ard_loss, S5.ard_loss),
     (ex.check_iad_loss, S5.iad_loss),
@@ -1654,7 +1655,7 @@ MODEL_CHECKS = [e.check for items in ex.EXERCISES.values() for e in items if _ta
 def test_model_checks_are_every_check_of_a_function_of_the_model():
     assert {c.__name__ for c in MODEL_CHECKS} == {
         "check_fgsm", "check_robust_accuracy", "check_two_pass_step", "check_pgd_step", "check_weighted_fgsm_loss",
-        "check_pgd_attack", "check_trades_loss", "check_mart_loss", "check_rslad_loss", "check_ard_loss", "check_iad_loss",
+        "check_pgd_attack", "check_trades_loss", "check_mart_loss", "check_awp_step", "check_rslad_loss", "check_ard_loss", "check_iad_loss",
         "check_rslad_attack"}
 
 
@@ -1747,7 +1748,7 @@ def test_exercises_table():
              "02_adversarial_training_mnist": ["two_pass_step", "pgd_step", "weighted_fgsm_loss"],
              "02b_adversarial_training_in_practice_mnist": ["predict", "choose_eps", "explain"],
              "03_pgd_training_cifar10": ["pgd_attack", "choose_checkpoint"],
-             "04_trades_mart_cifar10": ["trades_loss", "mart_loss"],
+             "04_trades_mart_cifar10": ["trades_loss", "mart_loss", "awp_step"],
              "05_rslad_distillation_cifar10": ["rslad_loss", "ard_loss", "iad_loss", "rslad_attack"],
              "06_evaluating_robustness": ["weak_attacks", "mcnemar_test", "worst_case_accuracy"]}
     assert list(ex.EXERCISES) == list(names)

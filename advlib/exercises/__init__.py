@@ -23,7 +23,8 @@ Checks, by notebook (one module each):
   a prediction, a number or a set of letters)
 * 03_pgd_training_cifar10 (:mod:`.pgd_training_cifar10`): :func:`check_pgd_attack` (SAT's inner maximisation, its
   random start given), :func:`check_choose_checkpoint` (best or last, by the monitor's Wilson interval)
-* 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`
+* 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`,
+  :func:`check_awp_step`
 * 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`, :func:`check_ard_loss`,
   :func:`check_iad_loss`, :func:`check_rslad_attack` (RSLAD's inner maximisation)
 * 06_evaluating_robustness (:mod:`.evaluating_robustness`): :func:`check_weak_attacks`, :func:`check_mcnemar`,

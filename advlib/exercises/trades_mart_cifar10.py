@@ -1,17 +1,22 @@
-"""Exercises of notebook 04_trades_mart_cifar10: the TRADES objective, the MART objective.
+"""Exercises of notebook 04_trades_mart_cifar10: the TRADES objective, the MART objective, one step of AWP.
 
-Both are losses for a given adversarial example, so they are checked on the tiny fixed network of
-:mod:`.harness` (MNIST-sized inputs: a loss does not care about the data set)."""
+The first two are losses for a given adversarial example, the third a training step on one, so they are checked
+on the tiny fixed networks of :mod:`.harness` (MNIST-sized inputs: a loss does not care about the data set)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import attacks
+from ..losses import awp
 from .cells import Exercise
-from .harness import call, check_loss, exercise, fixed_model, gradient_issues, images, labels
+from .harness import (Watch, as_number, batchnorm_model, call, check_loss, close, exercise, fixed_model,
+                      gradient_issues, images, labels)
 
-__all__ = ["check_trades_loss", "check_mart_loss", "NOTEBOOK", "EXERCISES"]
+__all__ = ["check_trades_loss", "check_mart_loss", "check_awp_step", "NOTEBOOK", "EXERCISES"]
 
 
 def _adversarial_like(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -240,6 +245,216 @@ def check_mart_loss(fn):
     return problems, []
 
 
+# --------------------------------------------------------------------------- one step of AWP
+
+_AWP_LR, _AWP_MOMENTUM, _AWP_DECAY = 0.05, 0.9, 5e-4
+
+
+def _awp_cases() -> list[tuple[int, float]]:
+    """(seed of the batch, γ): larger than the papers' 0.005-0.01, so that on this tiny network the typical mistakes
+    move the weights well beyond the comparison's tolerance (the larger γ first: with it even a perturbation removed
+    before the optimizer's step, which differs only through the weight decay, shows)."""
+    return [(33, 0.2), (31, 0.05)]
+
+
+def _awp_batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = images(4, seed=seed)
+    return _adversarial_like(x, seed + 50), labels(4, seed=seed)
+
+
+def _awp_mid_training(seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """:func:`~.harness.batchnorm_model` (training mode) with SGD (momentum 0.9, weight decay 5e-4) after one plain
+    step on another batch: its momentum buffers are set and ``p.grad`` holds that step's gradients."""
+    model = batchnorm_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=_AWP_LR, momentum=_AWP_MOMENTUM, weight_decay=_AWP_DECAY)
+    x, y = images(4, seed=seed + 1), labels(4, seed=seed + 1)
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def _awp_reference(model, optimizer, x_adv, y, gamma) -> float:
+    """One AT-AWP step on the given x_adv as the training method awp_pgd of advlib.losses and the engine run it:
+    the weight adversary's perturbation (:meth:`advlib.losses.awp.WeightAdversary.perturb`), the training pass at the
+    perturbed weights, ``zero_grad``, backward, ``step``, and the perturbation removed (its ``after_step``)."""
+    adversary = awp.WeightAdversary(model)
+    adversary.perturb(lambda net: F.cross_entropy(net(x_adv), y), gamma)
+    try:
+        loss = F.cross_entropy(model(x_adv), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    finally:
+        adversary.after_step(None)
+    return loss.item()
+
+
+def _awp_variant(model, optimizer, x_adv, y, gamma, *, which: str = "weights", mode: str = "train",
+                 size: str = "layer", sign: float = 1.0, restore: str = "after") -> None:
+    """A step of AWP with one thing changed (a typical mistake): ``which`` parameters are perturbed ('weights' or
+    'all'), the gradient taken in ``mode``, the perturbation of ``size`` 'layer' (γ‖w_l‖ g_l/‖g_l‖), 'unit'
+    (γ g_l/‖g_l‖), 'raw' (γ g_l) or 'global' (one norm for the whole network), of ``sign``, removed ``restore``
+    'after' the optimizer's step, 'before' it or 'never'."""
+    params = [p for p in model.parameters() if p.dim() > 1 or which == "all"]
+    saved = [b.clone() for b in model.buffers()]
+    with attacks.model_mode(model, mode):
+        grads = torch.autograd.grad(F.cross_entropy(model(x_adv), y), params)
+    with torch.no_grad():
+        for b, s in zip(model.buffers(), saved):
+            b.copy_(s)
+        if size == "global":
+            flat = lambda ts: torch.cat([t.flatten() for t in ts])  # noqa: E731
+            ratio = gamma * flat(params).norm() / flat(grads).norm()
+            v = [sign * ratio * g for g in grads]
+        else:
+            v = [sign * g * {"layer": gamma * p.norm() / (g.norm() + awp.TINY), "unit": gamma / (g.norm() + awp.TINY),
+                             "raw": gamma}[size] for p, g in zip(params, grads)]
+        for p, d in zip(params, v):
+            p.add_(d)
+    loss = F.cross_entropy(model(x_adv), y)
+    optimizer.zero_grad()
+    loss.backward()
+    for when in ("before", "after"):
+        if when == "after":
+            optimizer.step()
+        if restore == when:
+            with torch.no_grad():
+                for p, d in zip(params, v):
+                    p.sub_(d)
+
+
+def _plain_step(model, optimizer, x_adv, y, gamma) -> None:
+    """A step of adversarial training on x_adv without any weight perturbation."""
+    loss = F.cross_entropy(model(x_adv), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+_AWP_HINT = ("(1) g = the gradient of the cross-entropy on x_adv with respect to each weight with more than one "
+             "dimension, in training mode; (2) v = γ·‖w‖·g/‖g‖ for each weight, added in place under "
+             "`torch.no_grad()`; (3) `zero_grad`, the cross-entropy at the perturbed weights, backward, `step`; "
+             "(4) subtract v again.")
+_AWP_VARIANTS = [
+    (_plain_step, "Your step is plain adversarial training: the optimizer stepped with the gradient at the weights w, "
+     "not at the perturbed weights w + v (was the perturbation added before the training forward pass, and not "
+     "zero?). Hint: " + _AWP_HINT),
+    (dict(restore="never"), "Your step leaves the perturbation in the weights: AWP trains at w + v but keeps only the "
+     "optimizer's update, so v must be subtracted again after `optimizer.step()`. Hint: keep the list of "
+     "perturbations and `w.sub_(v)` each one after the step, inside `torch.no_grad()`."),
+    (dict(sign=-1.0), "Your perturbation moves the weights *down* the gradient, towards a lower loss: AWP's adversary "
+     "looks for the worst weights nearby, so v points up the gradient of the loss (v = +γ·‖w‖·g/‖g‖)."),
+    (dict(size="raw"), "Your perturbation is γ times the gradient itself; AWP rescales each layer's perturbation to "
+     "γ times that layer's weight norm, whatever the size of its gradient. Hint: v = γ·‖w‖·g/‖g‖ for each weight "
+     "(`w.norm()`, `g.norm()`)."),
+    (dict(size="unit"), "Your perturbation has norm γ in every layer; AWP makes it relative to the layer's own size, "
+     "γ·‖w‖ (weights of very different scales all move by the same fraction). Hint: multiply by `w.norm()`."),
+    (dict(size="global"), "You rescaled the perturbation with one norm for the whole network; AWP rescales layer by "
+     "layer, so that each weight moves by γ times its own norm. Hint: compute `w.norm()` and `g.norm()` for each "
+     "weight separately."),
+    (dict(which="all"), "You perturbed every parameter; AWP perturbs only the weights with more than one dimension "
+     "(convolution kernels and linear layers), not the biases or batch norm's scale and shift. Hint: "
+     "`[p for p in model.parameters() if p.dim() > 1]`."),
+    (dict(mode="eval"), "The gradient that gives your perturbation was taken in evaluation mode (batch norm normalised "
+     "with its running statistics); AWP takes it in training mode, as the training pass that follows (the official "
+     "code runs its proxy with `proxy.train()`). Hint: keep the model in training mode throughout."),
+    (dict(restore="before"), "You removed the perturbation before `optimizer.step()`, so the optimizer stepped from "
+     "w instead of w + v: its weight decay (and through it the momentum) acted on the unperturbed weights. AWP "
+     "steps from the perturbed weights and subtracts v afterwards. Hint: subtract v after `optimizer.step()`."),
+]
+_AWP_STATISTICS = (
+    "Your step changes the weights as AWP does, but it updated the batch-norm running statistics twice: the forward "
+    "pass that finds the perturbation ran on the model itself in training mode, which updates them as the training "
+    "pass does. The official code takes that gradient on a copy of the model (its *proxy*) for this reason. Hint: "
+    "take it on `copy.deepcopy(model)` (the copy's weights in the same order), or save `[b.clone() for b in "
+    "model.buffers()]` before and copy them back.")
+
+
+def _awp_params(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _awp_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.allclose(u, v, rtol=1e-4, atol=1e-6) for u, v in zip(a, b))
+
+
+def _awp_stepped(seed: int, step, x_adv, y, gamma) -> list[torch.Tensor]:
+    model, optimizer = _awp_mid_training(seed)
+    if isinstance(step, dict):
+        _awp_variant(model, optimizer, x_adv, y, gamma, **step)
+    else:
+        step(model, optimizer, x_adv, y, gamma)
+    return _awp_params(model)
+
+
+def _awp_diagnosis(out_params, seed, x_adv, y, gamma) -> str:
+    if _awp_same(out_params, _awp_params(_awp_mid_training(seed)[0])):
+        return ("Your function did not change the parameters: the training step never happened. Hint: after the "
+                "backward pass at the perturbed weights, the optimizer applies the gradients (`optimizer.step()`).")
+    for step, msg in _AWP_VARIANTS:
+        if _awp_same(out_params, _awp_stepped(seed, step, x_adv, y, gamma)):
+            return msg
+    ref = _awp_stepped(seed, _awp_reference, x_adv, y, gamma)
+    d = max((a - b).abs().max().item() for a, b in zip(out_params, ref))
+    return (f"Your step changed the parameters differently from one step of AWP (largest difference {d:.3g}). Hint: "
+            + _AWP_HINT)
+
+
+def _awp_value_issue(out, ref: float, at_w: float) -> Optional[str]:
+    """What is wrong with the returned value of a step whose parameters are right (None: nothing)."""
+    if out is None:
+        return ("Your function returned None; it should return the loss it trained on, the cross-entropy at the "
+                "perturbed weights, as a Python float. Hint: end it with a `return`.")
+    if torch.is_tensor(out):
+        return (f"Your function returned a tensor{' attached to the autograd graph' if out.requires_grad else ''}; "
+                f"return a Python float: a training loop logs numbers. Hint: `.item()`.")
+    v = as_number(out)
+    if v is None:
+        return f"Your function returned a {type(out).__name__}; it should return the loss as a float."
+    if close(v, ref):
+        return None
+    if close(v, at_w):
+        return (f"You returned the loss at the unperturbed weights ({v:.4g}); return the one the step trained on, "
+                f"at the perturbed weights w + v ({ref:.4g}).")
+    return f"You returned {v:.4g}; the cross-entropy at the perturbed weights, before the update, is {ref:.4g}."
+
+
+@exercise("one step of AT-AWP: each weight moved by γ·‖w‖·g/‖g‖ up the gradient of the cross-entropy on x_adv "
+          "(batch-norm statistics left alone), the optimizer's step from the perturbed weights, the perturbation "
+          "removed again, as the training method awp_pgd of advlib.losses and the AWP code do.")
+def check_awp_step(fn):
+    """``fn(model, optimizer, x_adv, y, gamma) -> float`` must update the parameters (and the batch-norm statistics)
+    as one step of ``awp_pgd`` on the given x_adv does (SGD with momentum and weight decay, ``p.grad`` holding the
+    previous step's gradients when it is called) and return the loss at the perturbed weights, leaving the model in
+    training mode and x_adv unchanged."""
+    for seed, gamma in _awp_cases():
+        x_adv, y = _awp_batch(seed)
+        ref_model, ref_opt = _awp_mid_training(seed)
+        ref = _awp_reference(ref_model, ref_opt, x_adv, y, gamma)
+        model, optimizer = _awp_mid_training(seed)
+        x_in = x_adv.clone()
+        watch = Watch(model, keep_grads=True, x_adv=x_in)
+        out = call(fn, model, optimizer, x_in, y.clone(), gamma)
+        problems = watch.mode_issues("a training step runs in training mode from start to end; if you switched to "
+                                     "evaluation mode, switch back with `model.train()` before returning.")
+        if not _awp_same(_awp_params(model), _awp_params(ref_model)):
+            problems.append(_awp_diagnosis(_awp_params(model), seed, x_adv, y, gamma))
+        else:
+            unperturbed = _awp_mid_training(seed)[0]
+            with torch.no_grad():
+                at_w = F.cross_entropy(unperturbed(x_adv), y).item()
+            issue = _awp_value_issue(out, ref, at_w)
+            problems += [issue] if issue else []
+            stats_ok = all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(model.buffers(),
+                                                                                      ref_model.buffers()))
+            problems += [] if stats_ok else [_AWP_STATISTICS]
+        problems += watch.input_issues()
+        if problems:
+            return problems, []
+    return [], []
+
+
 # --------------------------------------------------------------------------- the notebook's exercise cells
 
 NOTEBOOK = "04_trades_mart_cifar10"
@@ -281,6 +496,28 @@ def mart_loss(model, x, x_adv, y, beta):
     """Return MART's loss: boosted CE on x_adv + beta * mean_k KL(p(x_k) || p(x_adv_k)) * (1 - p_y(x_k))."""
     # Your code here: the natural and adversarial probabilities, the strongest wrong class,
     # the boosted cross-entropy, the weighted KL term.
+    raise NotImplementedError
+'''),
+    Exercise(check_awp_step, "awp_step", statement=r"""
+### Exercise 3: one step of AWP
+
+AWP (Wu et al. 2020) perturbs the weights as well as the inputs. Before each training step it moves every weight matrix $w_l$ of the network (the convolution kernels and linear layers: the parameters with more than one dimension, not the biases or batch norm's scale and shift) up the gradient of the training loss on the adversarial batch, by a fixed fraction $\gamma$ of its own norm:
+
+$$v_l = \gamma\,\lVert w_l\rVert\,\frac{g_l}{\lVert g_l\rVert}, \qquad g_l = \nabla_{w_l}\,\mathrm{CE}\big(f_w(x_{adv}), y\big).$$
+
+It then trains at the perturbed weights and takes the perturbation out again: the optimizer steps from $w + v$ with the gradient $\nabla_w \mathrm{CE}\big(f_{w+v}(x_{adv}), y\big)$, and $v$ is subtracted afterwards, so that only the optimizer's update stays. Write `awp_step(model, optimizer, x_adv, y, gamma)` that does one such step of AT-AWP on the given adversarial batch and returns the loss it trained on (at $w + v$) as a Python float, with the model in training mode throughout, as the training method `awp_pgd` of `advlib.losses` and the official code (`csdongxian/AWP`, `AT_AWP/utils_awp.py`) do.
+
+*Hints.* `torch.autograd.grad(loss, weights)` gives the $g_l$ without touching `p.grad`. That gradient needs a forward pass in training mode, which would update batch norm's running statistics a second time: take it on a copy of the model (`copy.deepcopy(model)`, the official code's *proxy*), or save the buffers (`model.buffers()`) and copy them back. Change the weights in place inside `torch.no_grad()` (`w.add_(v)`, after the step `w.sub_(v)`), and clear the gradients before the backward pass (`optimizer.zero_grad()`).
+""", starter=r'''
+import copy
+import torch
+import torch.nn.functional as F
+
+def awp_step(model, optimizer, x_adv, y, gamma):
+    """One step of AT-AWP: add gamma * ||w|| * g / ||g|| to each weight w with more than one dimension (g: its
+    gradient of the cross-entropy on x_adv), train at the perturbed weights (zero_grad, backward, step), subtract
+    the perturbation again; return the loss at the perturbed weights as a float."""
+    # Your code here.
     raise NotImplementedError
 '''),
 )

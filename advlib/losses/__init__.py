@@ -24,6 +24,28 @@ published tables give the method (:mod:`advlib.reference` matches our rows with 
 declares (the engine calls it before training), :func:`param` reads a method's hyper-parameter of a
 config, :func:`upgrade` reads a config dict written by an older advlib.
 
+Lifecycle. A method that keeps something from one step to the next, or acts on the model around the optimiser step,
+declares a state class, ``register(..., state=MyState)``, a subclass of :class:`MethodState`. The engine builds one
+per run, ``MyState(model, cfg)`` (the network itself, never its DistributedDataParallel wrapper, on its device and
+in its memory format), before the first step, and hands it to every call of the method as ``ctx.state``. One
+training step (:func:`advlib.train.train_step`, what :func:`advlib.train.fit` runs) is then:
+
+1. ``loss, logits = fn(ctx)``, under the run's autocast; the method may change the model here (AWP adds its
+   weight perturbation between crafting its examples and its training forward pass);
+2. ``optimizer.zero_grad()``, ``(loss * cfg.loss_scale).backward()``, gradient clipping when ``cfg.grad_clip``;
+3. ``ctx.state.before_step(ctx)``: the gradients are final, the weights not yet updated;
+4. ``optimizer.step()``;
+5. ``ctx.state.after_step(ctx)``, also when the step is abandoned by an exception (then after neither 3 nor 4), so
+   that what ``fn`` did to the model is always undone (AWP removes its perturbation here). The weight average's
+   update, the held-out monitor and every checkpoint come after it and see the model as it leaves it.
+
+What must survive an interruption goes in ``state_dict()`` (tensors, numbers, strings, lists and dicts of them),
+which the checkpoints keep and a resumed run gives back to ``load_state_dict``; what is rebuilt at every step (AWP's
+perturbation) need not. Every hook defaults to doing nothing, and a method without ``state=`` has
+``ctx.state = None``: the ``fn(ctx) -> (loss, logits)`` contract is unchanged. A method with a state runs a step at
+a time (:func:`advlib.train.train_step`), not through :func:`compute`, whose loss could not be backpropagated once
+``after_step`` had undone the change.
+
 Adding a method: write ``advlib/losses/<name>.py`` with a registered function (every module of
 this package is imported, so nothing else needs editing), an exercise, its solution and a test.
 """
@@ -64,6 +86,7 @@ class Context:
     cfg: "TrainConfig"
     teacher: Optional["Teacher"] = None  # frozen, eval mode; only for methods registered with teacher=True
     epoch: float = 0.0  # training progress in epochs (fractional), for warm-ups
+    state: Optional["MethodState"] = None  # the run's state of a method registered with state=; None otherwise
 
     def param(self, name: str) -> Any:
         """A method-specific hyper-parameter (``cfg.params``, else the method's declared default)."""
@@ -87,6 +110,29 @@ class Context:
         return attacks.pgd(self.model, self.x, self.y, self.eps, alpha, steps, **kw)
 
 
+class MethodState:
+    """The per-run state of a training method and its hooks around the optimiser step (the module docstring,
+    "Lifecycle", gives the order). A method's state class subclasses this one and overrides what it needs; every
+    hook defaults to doing nothing. The engine builds it once per run as ``cls(model, cfg)``."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig):
+        self.model, self.cfg = model, cfg  # the network itself (not its DDP wrapper) and the run's settings
+
+    def before_step(self, ctx: Context) -> None:
+        """After the backward pass (and gradient clipping), before ``optimizer.step()``."""
+
+    def after_step(self, ctx: Context) -> None:
+        """After ``optimizer.step()``, or after a step abandoned by an exception; before the weight average, the
+        monitor and the checkpoints see the model."""
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of the state, for a resumed run (nothing by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what :meth:`state_dict` returned (on resume)."""
+
+
 @dataclass(frozen=True)
 class Method:
     """A registered training method: the function and what it declares."""
@@ -99,6 +145,7 @@ class Method:
     ranges: dict = field(default_factory=dict)  # {param: interval such as "[0, 1]"}, checked by validate()
     paper: Optional[str] = None  # the method's name in the published tables (advlib.reference)
     citation: Optional[str] = None  # the paper that introduced it
+    state: Optional[type] = None  # a MethodState subclass, built once per run (module docstring, "Lifecycle")
 
     @property
     def summary(self) -> str:
@@ -113,10 +160,12 @@ METHODS: dict[str, Method] = {}
 
 
 def register(name: str, *, uses: tuple[str, ...] = (), params: Optional[dict] = None, teacher: bool = False,
-             ranges: Optional[dict] = None, paper: Optional[str] = None, citation: Optional[str] = None):
+             ranges: Optional[dict] = None, paper: Optional[str] = None, citation: Optional[str] = None,
+             state: Optional[type] = None):
     """Register a training method under ``name`` (see the module docstring). ``paper`` and ``citation`` are
     written as string literals: :mod:`advlib.reference`, which sits below this package, reads them from the
-    source of the call."""
+    source of the call. ``state``: a :class:`MethodState` subclass for a method with a per-run state or hooks
+    around the optimiser step (the module docstring, "Lifecycle")."""
     fields = set(TrainConfig.__dataclass_fields__)
     unknown = set(uses) - fields
     if unknown:
@@ -125,11 +174,13 @@ def register(name: str, *, uses: tuple[str, ...] = (), params: Optional[dict] = 
     params, ranges = dict(params or {}), dict(ranges or {})
     if set(ranges) - set(params):
         raise ValueError(f"method {name!r} gives ranges for undeclared parameters {sorted(set(ranges) - set(params))}")
+    if state is not None and not (isinstance(state, type) and issubclass(state, MethodState)):
+        raise ValueError(f"method {name!r}: state= takes a subclass of advlib.losses.MethodState; got {state!r}")
 
     def deco(fn: Callable[[Context], tuple[torch.Tensor, torch.Tensor]]) -> Method:
         if name in METHODS:
             raise ValueError(f"a training method named {name!r} is already registered")
-        METHODS[name] = Method(name, fn, tuple(uses), params, teacher, ranges, paper, citation)
+        METHODS[name] = Method(name, fn, tuple(uses), params, teacher, ranges, paper, citation, state)
         return METHODS[name]
     return deco
 
@@ -190,9 +241,15 @@ def compute(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
             teacher: Optional["Teacher"] = None, epoch: float = 0.0, **cfg_fields: Any
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run training method ``name`` on one batch, outside the engine (notebooks, exercise checks):
-    ``compute("fgsm_weighted", model, x, y, 0.3, params={"mix": 0.5})``. ``cfg_fields`` are TrainConfig fields."""
+    ``compute("fgsm_weighted", model, x, y, 0.3, params={"mix": 0.5})``. ``cfg_fields`` are TrainConfig fields.
+    A method with a per-run state (``state=``, such as AWP, which changes the weights until after the optimiser
+    step) is refused: it runs a step at a time, :func:`advlib.train.train_step`."""
+    method = get_method(name)
+    if method.state is not None:
+        raise ValueError(f"method {name!r} keeps a state across the steps of a run and acts around the optimiser step; "
+                         "run it a step at a time with advlib.train.train_step (or train with advlib.train.fit).")
     cfg = TrainConfig(method=name, eps=eps, **cfg_fields)
-    return get_method(name)(Context(model, x, y, eps, cfg, teacher, epoch))
+    return method(Context(model, x, y, eps, cfg, teacher, epoch))
 
 
 utils.import_submodules(__name__, __path__)  # every module of this package registers its methods when imported
