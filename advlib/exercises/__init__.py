@@ -22,7 +22,8 @@ Checks, by notebook (one module each):
   :func:`check_choose_eps`, :func:`check_masked_table` (answers, not computations: the function returns
   a prediction, a number or a set of letters)
 * 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`
-* 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`
+* 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`, :func:`check_adaad_step`
+  (its cells, ``ADAAD_EXERCISE``, join ``EXERCISES`` with notebook 05's AdaAD section)
 
 What the checks share (running the student's code, guards, diagnostics, fixed inputs and models) is in
 :mod:`.harness`. Each notebook module also defines ``NOTEBOOK`` and ``EXERCISES``, the cells of its
