@@ -293,6 +293,7 @@ def test_the_cpu_recipe_shares_notebook_05s_budget():
                 "channels_last", "optimizer", "weight_decay"):
         assert {getattr(c, key) for c in cfgs} == {getattr(ada, key)}, key
     assert ada.method == "adaad" and ada.attack_mode == "eval" and ada.params == {"adv_weight": 1.0}
+    assert ada.loss_scale == recipes.config("cifar_d_rslad").loss_scale  # not searched: RSLAD's, a loss on its scale
 
 
 def test_the_gpu_recipe_has_the_official_settings():
