@@ -172,12 +172,50 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def objective(loss: Union[str, Objective] = "ce", target: Optional[torch.Tensor] = None) -> Objective:
+class InputObjective:
+    """A per-sample objective that also sees the images: ``fn(logits, y, x_adv, x) -> loss per sample``.
+
+    A plain objective is a function of the attacked model's logits and the labels only. Wrap ``fn`` in
+    ``InputObjective`` (or decorate it with ``@attacks.InputObjective``) when the quantity to maximise also
+    depends on the input itself, typically through another network: ``x_adv`` is the iterate the attack
+    differentiates, requiring grad while the gradient is taken, so a forward pass of a second network on it
+    adds that network's path to the input gradient (AdaAD maximises :math:`KL(T(x')\\,\\|\\,S(x'))`: the
+    teacher is run on ``x_adv`` with :meth:`advlib.teacher.Teacher.logits` ``(x_adv, grad=True)``); ``x`` is
+    the clean images of the same samples (for an objective that compares with the start point). Only the
+    attacked model is frozen and put in the attack's mode: a second network is the objective's to freeze (a
+    :class:`~advlib.teacher.Teacher` is) and to run in the mode it needs. ``fn`` may also be called without
+    gradients (to rank restarts) and on a subset of the batch (``stop_on_success``), ``x_adv``, ``x``, ``y``
+    and the logits always of the same samples.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]):
+        if not callable(fn):
+            raise ValueError(f"InputObjective wraps a function (logits, y, x_adv, x) -> per-sample loss; got {fn!r}")
+        self.fn = fn
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(logits, y, x_adv, x)
+
+    def __repr__(self) -> str:
+        return f"InputObjective({getattr(self.fn, '__name__', self.fn)!r})"
+
+
+def per_sample(f: Union[Objective, InputObjective], logits: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
+               x: torch.Tensor) -> torch.Tensor:
+    """``f``'s loss per sample at the iterate ``x_adv`` (logits ``logits``) of the clean ``x``: ``f(logits, y)``
+    for a plain objective, ``f(logits, y, x_adv, x)`` for an :class:`InputObjective`."""
+    return f(logits, y, x_adv, x) if isinstance(f, InputObjective) else f(logits, y)
+
+
+def objective(loss: Union[str, Objective, InputObjective] = "ce", target: Optional[torch.Tensor] = None
+              ) -> Union[Objective, InputObjective]:
     """The per-sample quantity an attack maximises, as a function ``(logits, y) -> loss per sample``.
 
     ``"ce"`` cross-entropy; ``"cw"`` the CW margin; ``"kl"`` :math:`KL(target\\,\\|\\,softmax(logits))`
     per sample, where ``target`` is a probability distribution per sample (TRADES: the model's own
-    clean prediction; RSLAD: the teacher's); or any callable ``(logits, y) -> per-sample loss``.
+    clean prediction; RSLAD: the teacher's); or any callable ``(logits, y) -> per-sample loss``; or an
+    :class:`InputObjective`, ``(logits, y, x_adv, x) -> per-sample loss``, returned as it is (call either
+    kind with :func:`per_sample`).
     """
     if callable(loss):
         return loss
@@ -190,7 +228,8 @@ def objective(loss: Union[str, Objective] = "ce", target: Optional[torch.Tensor]
             raise ValueError("loss='kl' needs target=, a probability distribution per sample "
                              "(attacks.pgd sets it to the model's clean prediction when you leave it out).")
         return lambda logits, y: F.kl_div(F.log_softmax(logits, 1), target, reduction="none").sum(1)
-    raise ValueError(f"loss must be one of {LOSSES} or a callable (logits, y) -> per-sample loss; got {loss!r}")
+    raise ValueError(f"loss must be one of {LOSSES}, a callable (logits, y) -> per-sample loss or an InputObjective; "
+                     f"got {loss!r}")
 
 
 def _channels_last(model: nn.Module) -> bool:
@@ -199,17 +238,20 @@ def _channels_last(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) and m.in_channels > 1 for m in model.modules())
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Union[str, Objective] = "ce",
-                   target: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   loss: Union[str, Objective, InputObjective] = "ce", target: Optional[torch.Tensor] = None, *,
+                   clean: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gradient of the summed loss w.r.t. x, per-sample loss, logits), one forward and backward.
-    ``loss`` and ``target`` as in :func:`objective`."""
+    ``loss`` and ``target`` as in :func:`objective`; ``clean``: the clean images an :class:`InputObjective`
+    sees as ``x`` (default: ``x`` itself, the point of the gradient)."""
     f = objective(loss, target)
     x = x.detach()
+    clean = x if clean is None else clean.detach()
     if x.dim() == 4 and _channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
     x = x.requires_grad_(True)
     logits = model(x)
-    per = f(logits, y)
+    per = per_sample(f, logits, y, x, clean)
     (g,) = torch.autograd.grad(per.sum(), x)
     return g, per.detach(), logits.detach()
 
@@ -243,7 +285,7 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, mode: str = "eval",
-         loss: Union[str, Objective] = "ce", target: Optional[torch.Tensor] = None) -> torch.Tensor:
+         loss: Union[str, Objective, InputObjective] = "ce", target: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Fast Gradient Sign Method (Goodfellow et al. 2015): :math:`x + \varepsilon\,\mathrm{sign}(\nabla_x J)`,
     clamped to [0,1]. ``loss``/``target`` as in :func:`objective`."""
     model = unwrap(model)
@@ -257,7 +299,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, mode
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-        random_start: Union[bool, str] = True, restarts: int = 1, loss: Union[str, Objective] = "ce", *,
+        random_start: Union[bool, str] = True, restarts: int = 1, loss: Union[str, Objective, InputObjective] = "ce", *,
         target: Optional[torch.Tensor] = None, mode: str = "eval", stop_on_success: bool = False,
         callback: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
     r"""Projected gradient descent (Madry et al. 2018), L-infinity.
@@ -266,7 +308,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
     ascends the per-sample objective ``J`` (see :func:`objective`): ``"ce"`` cross-entropy, ``"cw"``
     the CW margin (the CW-infinity column), ``"kl"`` the KL divergence from ``target`` (default: the
     model's own clean prediction, TRADES' inner maximisation; RSLAD passes the teacher's), or any
-    callable ``(logits, y) -> per-sample loss``.
+    callable ``(logits, y) -> per-sample loss``, or an :class:`InputObjective` ``(logits, y, x_adv, x) ->
+    per-sample loss`` for an objective that also depends on the iterate or the clean images themselves
+    (AdaAD's :math:`KL(T(x')\,\|\,S(x'))`, the teacher run on the iterate: the input gradient flows
+    through both networks).
 
     ``random_start``: ``"uniform"`` in the ε-ball, ``"normal"`` (x + 0.001·N(0, 1), TRADES' and
     RSLAD's start), ``True`` (normal for ``"kl"``, uniform otherwise) or ``False``.
@@ -285,7 +330,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
     if random_start not in (True, False, "uniform", "normal"):
         raise ValueError(f"random_start must be True, False, 'uniform' or 'normal'; got {random_start!r}")
     if not callable(loss) and loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES} or a callable (logits, y) -> per-sample loss; got {loss!r}")
+        raise ValueError(f"loss must be one of {LOSSES}, a callable (logits, y) -> per-sample loss or an "
+                         f"InputObjective; got {loss!r}")
     x = x.detach()
     if eps == 0:
         return x.clone()
@@ -300,7 +346,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
         for _ in range(restarts):
             x_adv = _start(x, eps, random_start)
             for step in range(steps):
-                g, _, _ = input_gradient(model, x_adv, y, f)
+                g, _, _ = input_gradient(model, x_adv, y, f, clean=x)
                 x_adv = project(x_adv + alpha * g.sign(), x, eps)
                 if callback is not None:
                     callback(step, x_adv)
@@ -309,7 +355,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: f
             with torch.no_grad():
                 logits = model(x_adv)
                 fooled = logits.argmax(1) != y
-                per = f(logits, y)
+                per = per_sample(f, logits, y, x_adv, x)
             if best_fooled is None:
                 best, best_fooled, best_loss = x_adv, fooled, per
             else:
@@ -340,7 +386,7 @@ def _pgd_until_fooled(model, x, y, eps, alpha, steps, random_start, restarts, lo
         for step in range(steps + 1):
             if step < steps:
                 sub_target = None if target is None else target[todo]
-                g, _, logits = input_gradient(model, x_adv, y[todo], loss, sub_target)
+                g, _, logits = input_gradient(model, x_adv, y[todo], loss, sub_target, clean=x[todo])
             else:  # the last iterate only needs its prediction
                 with torch.no_grad():
                     logits = model(x_adv)

@@ -191,6 +191,20 @@ _LIST += [
 ]
 DISTILLATION_STUDENTS = ("cifar_d_natural", "cifar_d_sat", "cifar_d_trades", "cifar_d_mart", "cifar_d_ard",
                          "cifar_d_iad", "cifar_d_rslad")
+# AdaAD on the same budget, not (yet) one of notebook 05's students: its attack runs the teacher forward and
+# backward at every step (the teacher's output on x' can be neither cached nor shared between the students), so
+# on the cpu profile's airbench_l teacher and airbench_s student a training step costs about 3.4 times RSLAD's
+# (1.7 s against 0.5 s a batch of 128 on one idle core, bfloat16 autocast). Its loss scale is not searched yet:
+# RSLAD's, whose loss is on the same scale (a KL averaged over batch x classes); distill_budget.py searches the
+# students of DISTILLATION_STUDENTS only.
+_LIST += [
+    Recipe("cifar_d_adaad", "AdaAD",
+           {**_DISTIL, "method": "adaad", "attack_mode": "eval", "params": {"adv_weight": 1.0},
+            "loss_scale": _SCALE["rslad"]},
+           "Huang et al. 2023 (AdaAD AT_helper.py l.8-48, main.py l.41, l.326-353): KL attack from x + 0.001·N(0, 1) "
+           "in eval mode with the teacher run on the iterate (the gradient through both networks), loss "
+           "KL(T(x') ‖ S(x')) averaged over batch × classes, the natural term weighted 1 − α = 0"),
+]
 
 # The papers' settings (gpu profile), with the file and line they come from.
 _GPU = dict(dataset="cifar10", eps=CIFAR_EPS, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
@@ -241,6 +255,14 @@ _LIST += [
             "params": {"tau": 1.0, "kd_weight": 1.0, "trust_power": 0.1, "begin_epochs": 60.0}},
            "ZFancy/IAD IAD-I.py l.18-35 (lr 0.1, 200 epochs, τ 1, β 0.1, begin 60), l.135-139 (10 steps of 2/255), "
            "l.224 (weight decay 2e-4); l.49-53 has ARD's learning-rate helper: one decay at epoch 100"),
+    Recipe("cifar_adaad_gpu", "AdaAD (ResNet-18 student)",
+           {**_DISTIL_GPU, "method": "adaad", "attack_mode": "eval", "epochs": 200, "weight_decay": 5e-4,
+            "milestones": (0.5, 0.75), "params": {"adv_weight": 1.0}},
+           "boyellow/AdaAD (commit 9e5c6e5) README.md l.51-66 (ResNet-18 student, ε 8/255, 10 steps of 2/255, 200 "
+           "epochs, batch 128, lr 0.1, piecewise schedule; the teacher Chen2021LTD_WRD34_20, RobustBench's WRN-34-20: "
+           "teacher='robustbench:Chen2021LTD_WRN34_20'), main.py l.41 (AdaAD_alpha 1), l.63-64 and l.246-248 (SGD, "
+           "momentum 0.9, weight decay 5e-4), l.113-128 (lr x0.1 at epochs 100 and 150); AT_helper.py l.14, l.20-27 "
+           "(eval mode while crafting, start x + 0.001·N(0, 1))"),
 ]
 # AWP's settings (csdongxian/AWP): AT-AWP on the code's default PreActResNet-18, TRADES-AWP on its WRN-34-10.
 _LIST += [

@@ -12,6 +12,12 @@ input (a flipped image is another entry). With ``cache_path`` the cache is also 
 (:meth:`Teacher.save_cache`, read back on load), keyed on the teacher's weights: the students of one
 notebook that share a teacher pay for its forward passes once. Outputs on inputs that differ every time
 (adversarial examples) bypass the cache: ``logits(x, cached=False)``.
+
+**Gradients through the teacher.** A method whose attack maximises a quantity that depends on the teacher's
+output at the adversarial point itself (AdaAD: the student-teacher KL at x', both networks evaluated on x')
+needs the input gradient through the teacher: ``logits(x, grad=True)`` builds the graph from ``x`` through the
+teacher (when the caller tracks gradients: not under ``torch.no_grad()``), still in eval mode and with the
+teacher's weights frozen (they never get a ``.grad``), and never through the cache.
 """
 from __future__ import annotations
 
@@ -39,7 +45,8 @@ def weights_digest(model: nn.Module) -> str:
 
 
 class Teacher:
-    """A frozen classifier: ``logits(x)`` and ``probs(x, tau)`` without gradients, always in eval mode."""
+    """A frozen classifier: ``logits(x)`` and ``probs(x, tau)`` without gradients (``grad=True``: with the
+    input gradient, the weights still frozen), always in eval mode."""
 
     def __init__(self, model: nn.Module, cache: bool = False, source: str = "given model",
                  cache_path: Optional[Union[str, Path]] = None):
@@ -93,9 +100,19 @@ class Teacher:
         with attacks.model_mode(self.model, "eval"):
             return self.model(x).float()
 
-    @torch.no_grad()
-    def logits(self, x: torch.Tensor, cached: bool = True) -> torch.Tensor:
-        """The teacher's logits (float32); ``cached=False`` for inputs that never come back."""
+    def logits(self, x: torch.Tensor, cached: bool = True, *, grad: bool = False) -> torch.Tensor:
+        """The teacher's logits (float32); ``cached=False`` for inputs that never come back.
+
+        ``grad=True``: the logits as a differentiable function of ``x`` (for an attack that differentiates
+        through the teacher), computed afresh (never from or into the cache), in eval mode, the teacher's
+        weights frozen: gradients reach ``x`` only. Under ``torch.no_grad()`` no graph is built either way."""
+        if grad:
+            with attacks.frozen(self.model):  # weights frozen even if someone switched them back on
+                return self._forward(x)
+        with torch.no_grad():
+            return self._cached_logits(x, cached)
+
+    def _cached_logits(self, x: torch.Tensor, cached: bool) -> torch.Tensor:
         if not (self.cache and cached):
             return self._forward(x)
         keys = self._keys(x)
@@ -108,9 +125,9 @@ class Teacher:
         self.misses += len(missing)
         return torch.stack([self._store[k] for k in keys]).to(x.device)
 
-    def probs(self, x: torch.Tensor, tau: float = 1.0, cached: bool = True) -> torch.Tensor:
-        """Soft labels: ``softmax(logits / tau)``."""
-        return F.softmax(self.logits(x, cached) / tau, dim=1)
+    def probs(self, x: torch.Tensor, tau: float = 1.0, cached: bool = True, *, grad: bool = False) -> torch.Tensor:
+        """Soft labels: ``softmax(logits / tau)`` (``cached``, ``grad`` as in :meth:`logits`)."""
+        return F.softmax(self.logits(x, cached, grad=grad) / tau, dim=1)
 
     # ------------------------------------------------------------------ the cache on disk
 

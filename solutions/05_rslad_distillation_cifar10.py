@@ -47,3 +47,17 @@ def rslad_attack(model, x, teacher_probs, eps, alpha, steps, noise):
         x_adv = project(x_adv + alpha * grad.sign())
     model.train(was_training)
     return x_adv.detach()
+
+
+def adaad_step(model, teacher, x_adv, x, eps, alpha):
+    """Return proj_B(x)(x_adv + alpha * sign(grad of sum KL(teacher(x_adv) || model(x_adv)))), detached."""
+    was_training = model.training
+    model.eval()  # the teacher comes in evaluation mode and stays there
+    x_req = x_adv.clone().detach().requires_grad_(True)
+    # both networks on the same iterate: the gradient flows through the student and the teacher
+    kl = F.kl_div(F.log_softmax(model(x_req), dim=1), F.softmax(teacher(x_req), dim=1), reduction="sum")
+    (grad,) = torch.autograd.grad(kl, x_req)  # the input gradient only: no p.grad filled, the teacher's included
+    model.train(was_training)
+    x_next = x_adv + alpha * grad.sign()
+    x_next = torch.min(torch.max(x_next, x - eps), x + eps).clamp(0, 1)
+    return x_next.detach()

@@ -71,6 +71,7 @@ CHECKS = [
     (ex.check_ard_loss, S5.ard_loss),
     (ex.check_iad_loss, S5.iad_loss),
     (ex.check_rslad_attack, S5.rslad_attack),
+    (ex.check_adaad_step, S5.adaad_step),
     (ex.check_weak_attacks, S6.weak_attacks),
     (ex.check_mcnemar, S6.mcnemar_test),
     (ex.check_worst_case, S6.worst_case_accuracy),
@@ -1656,7 +1657,7 @@ def test_model_checks_are_every_check_of_a_function_of_the_model():
     assert {c.__name__ for c in MODEL_CHECKS} == {
         "check_fgsm", "check_robust_accuracy", "check_two_pass_step", "check_pgd_step", "check_weighted_fgsm_loss",
         "check_pgd_attack", "check_trades_loss", "check_mart_loss", "check_awp_step", "check_rslad_loss", "check_ard_loss", "check_iad_loss",
-        "check_rslad_attack"}
+        "check_rslad_attack", "check_adaad_step"}
 
 
 @pytest.mark.parametrize("wrap", [_eval_no_restore, _left_in_eval], ids=["eval_first", "eval_at_the_end"])
@@ -1749,7 +1750,7 @@ def test_exercises_table():
              "02b_adversarial_training_in_practice_mnist": ["predict", "choose_eps", "explain"],
              "03_pgd_training_cifar10": ["pgd_attack", "choose_checkpoint"],
              "04_trades_mart_cifar10": ["trades_loss", "mart_loss", "awp_step"],
-             "05_rslad_distillation_cifar10": ["rslad_loss", "ard_loss", "iad_loss", "rslad_attack"],
+             "05_rslad_distillation_cifar10": ["rslad_loss", "ard_loss", "iad_loss", "rslad_attack", "adaad_step"],
              "06_evaluating_robustness": ["weak_attacks", "mcnemar_test", "worst_case_accuracy"]}
     assert list(ex.EXERCISES) == list(names)
     for nb, items in ex.EXERCISES.items():

@@ -26,7 +26,8 @@ Checks, by notebook (one module each):
 * 04_trades_mart_cifar10 (:mod:`.trades_mart_cifar10`): :func:`check_trades_loss`, :func:`check_mart_loss`,
   :func:`check_awp_step`
 * 05_rslad_distillation_cifar10 (:mod:`.distillation_cifar10`): :func:`check_rslad_loss`, :func:`check_ard_loss`,
-  :func:`check_iad_loss`, :func:`check_rslad_attack` (RSLAD's inner maximisation)
+  :func:`check_iad_loss`, :func:`check_rslad_attack` (RSLAD's inner maximisation),
+  :func:`check_adaad_step` (one step of AdaAD's, through the student and the teacher)
 * 06_evaluating_robustness (:mod:`.evaluating_robustness`): :func:`check_weak_attacks`, :func:`check_mcnemar`,
   :func:`check_worst_case` (per-image correctness masks: answers computed from an evaluation's bookkeeping)
 
