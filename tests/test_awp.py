@@ -323,11 +323,15 @@ def test_a_resumed_run_gets_its_state_back(tmp_path, hooked, monkeypatch):
             raise KeyboardInterrupt
         return real.fn(ctx)
 
-    monkeypatch.setitem(losses.METHODS, "toy_hooked", dataclasses.replace(real, fn=interrupted))
-    with pytest.raises(KeyboardInterrupt):
-        train.fit(cfg)
+    # Swapped by hand, not with monkeypatch: its undo would run after the fixture has unregistered the toy method
+    # and register it again for every later test.
+    losses.METHODS["toy_hooked"] = dataclasses.replace(real, fn=interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.fit(cfg)
+    finally:
+        losses.METHODS["toy_hooked"] = real
     assert hooked[-1] == "after_step", "after_step runs for a step an exception abandoned"
-    monkeypatch.setitem(losses.METHODS, "toy_hooked", real)
     hooked.clear()
     train.fit(cfg)
     assert hooked[:2] == [("setup", "Classifier"), ("loaded", 2)]  # the count saved at step 2
