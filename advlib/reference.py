@@ -7,6 +7,7 @@ figures are L∞ with ε = 8/255, all MNIST figures L∞ with ε = 0.3; accuraci
   ``(model, method)``, values in the order of :data:`RSLAD_COLUMNS`.
 * :data:`RSLAD_REPRODUCTION`: an independent reproduction (last checkpoint); ``None`` = not reported.
 * :data:`ANCHORS`: other single-model anchors (TRADES, fast_adversarial, AutoAttack READMEs).
+* :data:`AWP_README`: AWP's WRN-34-10 rows (clean, AutoAttack) from its README (not on the sheet).
 
 :func:`published_tables` gives all of them as uniform tables (for the course report);
 :func:`match` finds the published rows for a model and a training method that a notebook declared
@@ -124,6 +125,15 @@ ANCHORS: tuple[Anchor, ...] = (
            98.50, 88.77, "PGD-50×10, α 0.01", 82.93, FAST_CITATION, (50, 10)),
 )
 ANCHOR_COLUMNS = ("Clean", "robust", "AA")
+
+# AWP's own figures (not on the course's reference sheet): the README of the official code, "The Leaderboard
+# Under Auto Attack", WRN-34-10 on CIFAR-10, L∞ 8/255, 200 epochs; (clean, AutoAttack) in %. The README gives
+# no PGD figure for these rows.
+AWP_CITATION = ('Wu, Xia, Wang: "Adversarial Weight Perturbation Helps Robust Generalization", NeurIPS 2020; '
+                'repository README https://github.com/csdongxian/AWP ("The Leaderboard Under Auto Attack")')
+AWP_MODEL = "WRN-34-10"
+AWP_README: dict[str, tuple[float, float]] = {"AT-AWP": (85.36, 53.97), "TRADES-AWP": (85.36, 56.17),
+                                              "MART-AWP": (84.43, 54.23)}
 
 
 # --------------------------------------------------------------------------- uniform tables
