@@ -17,7 +17,7 @@ from ..teacher import Teacher
 from .cells import Exercise
 from .harness import (PROJECT_HINT, TOL, Watch, _seeded, agrees, attack_output, call, check_loss, exercise,
                       feasibility_issues, fixed_model, images, labels, on_batchnorm_model, reliable, same, value_range)
-from .pgd_training_cifar10 import attack_fallback, first_match, nondeterminism_issue, pgd_trajectory
+from .pgd_training_cifar10 import attack_fallback, first_match, loop_mistakes, nondeterminism_issue, pgd_trajectory
 
 __all__ = ["check_rslad_loss", "check_ard_loss", "check_iad_loss", "check_rslad_attack", "check_adaad_step", "NOTEBOOK",
            "EXERCISES"]
@@ -349,15 +349,7 @@ def _rslad_attack_diagnosis(fn, out, x, t, eps, alpha, steps, noise, ref, mask) 
          "the student disagrees most with the teacher. Hint: x_adv + α·sign(∇J), not minus."),
         (run(grad_at="clean"), "You take every gradient at (a copy of) the clean x; PGD takes it at the current "
          "iterate x_adv. Hint: in the loop, run the model on a requires-grad copy of x_adv."),
-        (run(steps_=steps - 1), f"Your attack takes {steps - 1} steps instead of `steps` = {steps}. Hint: "
-         f"`for _ in range(steps)`, one gradient step each."),
-        (run(steps_=steps + 1), f"Your attack takes {steps + 1} steps instead of `steps` = {steps}. Hint: "
-         f"`for _ in range(steps)`, one gradient step each."),
-        (run(alpha_=eps), f"Your steps have the size ε = {eps:.4g}, not the step size α = {alpha:.4g}. Hint: move by "
-         f"`alpha` along the sign of the gradient; ε only bounds the ball."),
-        (lambda: (ref - x, mask), "You returned the perturbation δ = x_adv − x; return the adversarial images "
-         "x_adv = x + δ."),
-    ]
+    ] + loop_mistakes(run, ref, x, mask, eps, alpha, steps)
     msg = nondeterminism_issue(fn, out, (x, t, eps, alpha, steps, noise), "noise") or first_match(out, variants)
     if msg:
         return [msg]

@@ -77,6 +77,22 @@ def attack_fallback(out: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor, x:
     return issues
 
 
+def loop_mistakes(run: Callable, ref: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, eps: float, alpha: float,
+                  steps: int) -> list[tuple[Callable[[], tuple], str]]:
+    """The mistakes of a PGD loop's bookkeeping that every signed-gradient attack exercise diagnoses alike (a step
+    too few or too many, ε as the step, the perturbation returned), as ``first_match`` variants; ``run(**kw)``
+    computes the attack with one thing changed."""
+    loop = "`for _ in range(steps)`, one gradient step each."
+    return [
+        (run(steps_=steps - 1), f"Your attack takes {steps - 1} steps instead of `steps` = {steps}. Hint: {loop}"),
+        (run(steps_=steps + 1), f"Your attack takes {steps + 1} steps instead of `steps` = {steps}. Hint: {loop}"),
+        (run(alpha_=eps), f"Your steps have the size ε = {eps:.4g}, not the step size α = {alpha:.4g}. Hint: move by "
+         f"`alpha` along the sign of the gradient; ε only bounds the ball."),
+        (lambda: (ref - x, mask), "You returned the perturbation δ = x_adv − x; return the adversarial images "
+         "x_adv = x + δ."),
+    ]
+
+
 def nondeterminism_issue(fn: Callable, out: torch.Tensor, args: tuple, what: str) -> Optional[str]:
     """A second call with the same arguments (fresh copies, another random state) must give the same result:
     the randomness of the start is ``what``, an argument."""
@@ -150,15 +166,7 @@ def _pgd_diagnosis(fn, out, x, y, eps, alpha, steps, noise, ref, mask) -> list[s
          "x_adv + α·sign(∇J), not minus."),
         (run(grad_at="clean"), "You take every gradient at the clean x; PGD takes it at the current iterate x_adv, "
          "which is what makes it iterative. Hint: in the loop, run the model on a requires-grad copy of x_adv."),
-        (run(steps_=steps - 1), f"Your attack takes {steps - 1} steps instead of `steps` = {steps}. Hint: "
-         f"`for _ in range(steps)`, one gradient step each."),
-        (run(steps_=steps + 1), f"Your attack takes {steps + 1} steps instead of `steps` = {steps}. Hint: "
-         f"`for _ in range(steps)`, one gradient step each."),
-        (run(alpha_=eps), f"Your steps have the size ε = {eps:.4g}, not the step size α = {alpha:.4g}. Hint: move by "
-         f"`alpha` along the sign of the gradient; ε only bounds the ball."),
-        (lambda: (ref - x, mask), "You returned the perturbation δ = x_adv − x; return the adversarial images "
-         "x_adv = x + δ."),
-    ]
+    ] + loop_mistakes(run, ref, x, mask, eps, alpha, steps)
     msg = nondeterminism_issue(fn, out, (x, y, eps, alpha, steps, noise), "noise") or first_match(out, variants)
     if msg:
         return [msg]
