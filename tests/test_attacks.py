@@ -164,7 +164,9 @@ def test_stop_on_success_never_weakens_pgd(trained_mnist, mnist_sample, loss):
                         stop_on_success=True)
     assert attacks.eps_ok(early, x, eps)
     acc_plain, acc_early = batched_accuracy(trained_mnist, plain, y), batched_accuracy(trained_mnist, early, y)
-    assert 0.05 < acc_early <= acc_plain, (acc_early, acc_plain)
+    # Not exact image by image: the second restart draws its random starts for the unfooled images only, so its
+    # starts differ from plain PGD's, and one image in 300 can go either way (seen with OMP_NUM_THREADS=1).
+    assert 0.05 < acc_early <= acc_plain + 2 / len(y), (acc_early, acc_plain)
 
 
 def test_stop_on_success_does_less_work_on_a_weak_model(trained_mnist, mnist_sample):
