@@ -447,6 +447,23 @@ def ordering_vs_paper(m: dict, tab: dict, a: str, b: str, checkpoint: str, tests
     return text
 
 
+def checkpoint_rows(m: dict, checkpoint: str) -> tuple[dict, dict, int, list[str], Optional[str]]:
+    """The table of the paper's columns of notebooks 04 and 05: ``(table, rows, images, the titles of the runs with a
+    row at checkpoint, the AutoAttack column measured on the most images or None)``."""
+    tab = table(m, "rslad_columns")
+    titles = [r[:-len(f" ({checkpoint})")] for r in tab["rows"] if r.endswith(f" ({checkpoint})")]
+    return tab, tab["rows"], n_of(tab, "Clean"), titles, autoattack_col(tab)
+
+
+def leaders(tab: dict, titles: Sequence[str], checkpoint: str, column: str = "PGD_SAT") -> tuple[list[str], list[str]]:
+    """``titles`` from the highest ``column`` down, and those within the 95% intervals of the highest."""
+    rows, n = tab["rows"], n_of(tab, column)
+    order = sorted(titles, key=lambda t: -rows[f"{t} ({checkpoint})"][column])
+    top = rows[f"{order[0]} ({checkpoint})"][column]
+    return order, [t for t in order[1:]
+                   if compare(rows[f"{t} ({checkpoint})"][column], n, top, n) == "within the noise of"]
+
+
 # ------------------------------------------------------------------ 03
 
 
@@ -669,10 +686,7 @@ def _04_beta_sweep(m: dict) -> list[str]:
 
 @register(NB04)
 def trades_mart_cifar10(m: dict) -> list[str]:
-    tab = table(m, "rslad_columns")
-    rows, n = tab["rows"], n_of(tab, "Clean")
-    titles = [r[:-len(" (best)")] for r in rows if r.endswith(" (best)")]
-    aa = autoattack_col(tab)
+    tab, rows, n, titles, aa = checkpoint_rows(m, "best")
     first = m.get("runs", {}).get(titles[0], {})
     same = [t for t in titles if rows[f"{t} (best)"] == rows.get(f"{t} (last)")]
     out = [f"Same net ({first.get('model', '?')}), same attack budget, same epochs ({first.get('epochs', 0):g}), best "
@@ -680,11 +694,8 @@ def trades_mart_cifar10(m: dict) -> list[str]:
            + "; ".join(f"{t} {pct(rows[f'{t} (best)']['Clean'])} clean / {pct(rows[f'{t} (best)']['PGD_SAT'])} PGD_SAT"
                        + (f" / {pct(rows[f'{t} (best)'][aa])} {aa}" if aa else "") for t in titles) + "."
            + (f" For {', '.join(same)} the best epoch was the last (one set of weights)." if same else "")]
-    n_p = n_of(tab, "PGD_SAT", n)
-    order = sorted(titles, key=lambda t: -rows[f"{t} (best)"]["PGD_SAT"])
-    top = rows[f"{order[0]} (best)"]["PGD_SAT"]
-    tied = [t for t in order[1:] if compare(rows[f"{t} (best)"]["PGD_SAT"], n_p, top, n_p) == "within the noise of"]
-    out.append(f"Highest PGD_SAT among the best checkpoints: {order[0]} ({pct(top)})"
+    order, tied = leaders(tab, titles, "best")
+    out.append(f"Highest PGD_SAT among the best checkpoints: {order[0]} ({pct(rows[f'{order[0]} (best)']['PGD_SAT'])})"
                + (f"; within the 95% intervals of it: {', '.join(tied)}." if tied else
                   ", above every other row by more than the 95% intervals."))
     if aa:
@@ -710,6 +721,8 @@ def trades_mart_cifar10(m: dict) -> list[str]:
 
 
 NB05 = "05_rslad_distillation_cifar10"
+SEEDS_05 = SEEDS.replace("(notebook 05 points to a benchmark with several seeds)",
+                         "(`benchmarks/results/distill_ablation.md` trains three seeds of a smaller budget)")
 
 
 def _05_soft(m: dict) -> list[str]:
@@ -757,8 +770,7 @@ def _05_goal(m: dict, short: bool = False) -> list[str]:
                                        f"ahead by {pts(ts[col]['a'] - ts[col]['b'])} but within chance ({p_text(ts[col]['p_value'])})")
                    for o, ts in tests.items()) + "."))
     if not short:
-        out.append(SEEDS.replace("(notebook 05 points to a benchmark with several seeds)",
-                                 "(`benchmarks/results/distill_ablation.md` trains three seeds of a smaller budget)"))
+        out.append(SEEDS_05)
     return out
 
 
@@ -792,10 +804,7 @@ def _05_goal_part(m: dict) -> list[str]:
 
 @register(NB05)
 def rslad_distillation_cifar10(m: dict) -> list[str]:
-    tab = table(m, "rslad_columns")
-    rows, n = tab["rows"], n_of(tab, "Clean")
-    titles = [r[:-len(" (last)")] for r in rows if r.endswith(" (last)")]
-    aa = autoattack_col(tab)
+    tab, rows, n, titles, aa = checkpoint_rows(m, "last")
     runs = m.get("runs", {})
     out = [_05_teacher(m)]
     if "soft_label_stability" in m.get("tables", {}):
@@ -815,17 +824,13 @@ def rslad_distillation_cifar10(m: dict) -> list[str]:
         out += _05_goal(m, short=True)
         out.append("Paired tests: " + " ".join(
             paired_line(f"RSLAD vs {o}", ts[m["goal"]["column"]], "last") for o, ts in m["goal"]["tests"].items())
-                   + " " + SEEDS.replace("(notebook 05 points to a benchmark with several seeds)",
-                                         "(`benchmarks/results/distill_ablation.md` trains three seeds of a smaller budget)"))
+                   + " " + SEEDS_05)
         for o, ts in m["goal"]["tests"].items():
             text = ordering_vs_paper(m, tab, "RSLAD", o, "last", ts)
             if text:
                 out.append(text)
-    n_p = n_of(tab, "PGD_SAT", n)
-    robust = sorted((t for t in titles if t != "Natural"), key=lambda t: -rows[f"{t} (last)"]["PGD_SAT"])
-    if robust:
-        top = rows[f"{robust[0]} (last)"]["PGD_SAT"]
-        tied = [t for t in robust[1:] if compare(rows[f"{t} (last)"]["PGD_SAT"], n_p, top, n_p) == "within the noise of"]
+    if [t for t in titles if t != "Natural"]:
+        robust, tied = leaders(tab, [t for t in titles if t != "Natural"], "last")
         out.append("Under PGD_SAT (last checkpoints): " + ", ".join(f"{t} {pct(rows[f'{t} (last)']['PGD_SAT'])}"
                                                                    for t in robust)
                    + f"; within the 95% intervals of the highest ({robust[0]}): "
