@@ -148,6 +148,21 @@ def cifar_test(run: record.Run, source: str) -> data.Dataset:
     return test
 
 
+RUN_SETTINGS = ("model", "method", "epochs", "schedule", "lr", "steps", "loss_scale")
+
+
+def run_settings(configs: Mapping[str, TrainConfig], keys: Sequence[str] = RUN_SETTINGS) -> dict[str, dict]:
+    """``{title: {setting: value}}`` of a notebook's runs, to record in its metrics (``run.set(runs=...)``), so that
+    its findings can say what each run was; ``train_images``: the images a run trains on after its held-out split
+    (None for the whole training set)."""
+    out = {}
+    for title, c in configs.items():
+        held = min(c.holdout, c.train_samples // 5) if c.train_samples is not None else None
+        out[str(title)] = {**{k: getattr(c, k) for k in keys},
+                           "train_images": None if held is None else c.train_samples - held}
+    return out
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -161,6 +176,15 @@ def train_all(run: record.Run, configs: Mapping[str, TrainConfig], resume: Union
         fits[name] = train.fit(cfg, resume=resume)
         run.train_time(str(name), fits[name]["train_seconds"])
     return fits
+
+
+def peak_and_last(history: Sequence[dict], cfg: TrainConfig) -> dict:
+    """A run's held-out PGD accuracy at its best epoch (the first of the highest, as ``best.pt``) and at its last,
+    with the monitor's size and steps: ``{"best_epoch", "epochs", "best_pgd", "last_pgd", "n", "steps"}``."""
+    pgd = [h["holdout_pgd"] for h in history]
+    best = max(range(len(pgd)), key=lambda i: (pgd[i], -i))
+    return {"best_epoch": best + 1, "epochs": len(pgd), "best_pgd": pgd[best], "last_pgd": pgd[-1],
+            "n": cfg.eval_samples, "steps": cfg.eval_steps}
 
 
 TIMING_COLUMNS = ("model", "epochs", "training (min)", "best epoch", "held-out clean", "held-out PGD")

@@ -3,6 +3,7 @@ where runs live, training a list of runs, best and last checkpoints in the paper
 another notebook's models, channels-last where a model is loaded. Small synthetic models and results only."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -388,3 +389,24 @@ def test_the_notebooks_figures():
     assert sorted(fig.axes[0].get_legend_handles_labels()[1]) == [
         "best checkpoint on the test set (PGD-20): 40.0%", "held-out monitor (PGD-10, 250 images, 95% interval)",
         "last checkpoint on the test set (PGD-20): 41.0%"]
+
+
+@pytest.mark.parametrize("name", ["03_pgd_training_cifar10", "04_trades_mart_cifar10", "05_rslad_distillation_cifar10",
+                                  "06_evaluating_robustness"])
+def test_the_cifar_notebooks_code_cells_stay_short(name):
+    """Notebooks 03-06 declare their experiments and leave the work to advlib (docs/architecture.md): no code cell
+    of more than 25 lines."""
+    nb = json.loads((paths.REPO_ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))
+    long = [(i, len("".join(c["source"]).splitlines())) for i, c in enumerate(nb["cells"])
+            if c["cell_type"] == "code" and len("".join(c["source"]).splitlines()) > 25]
+    assert not long, f"{name}: code cells longer than 25 lines (cell, lines): {long}"
+
+
+def test_run_settings_and_the_monitors_peak(tmp_path):
+    cfgs = experiments.configs({"SAT": "cifar_sat", "SAT, small data": "cifar_sat_small_data"}, tmp_path)
+    s = experiments.run_settings(cfgs)
+    assert s["SAT"]["model"] == "airbench_m" and s["SAT"]["method"] == "n_fgsm" and s["SAT"]["train_images"] is None
+    assert s["SAT, small data"]["train_images"] == 4000  # 5,000 less the 1,000 held out
+    hist = [{"epoch": e, "holdout_pgd": p} for e, p in zip((1, 2, 3, 4), (0.30, 0.34, 0.34, 0.31))]
+    assert experiments.peak_and_last(hist, cfgs["SAT, small data"]) == {
+        "best_epoch": 2, "epochs": 4, "best_pgd": 0.34, "last_pgd": 0.31, "n": 250, "steps": 10}
