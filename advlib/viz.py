@@ -77,8 +77,8 @@ class FGSMExplorer:
                 f"(clean {100 * self.clean_accuracy:.1f}%; {fooled} correct predictions flipped)")
 
     def figure(self, eps: float):
-        """Original, perturbation (true scale, with a colour bar) and adversarial image for the ``show``
-        images, each with its prediction and confidence (see :func:`image_grid`)."""
+        """Original, perturbation and adversarial image for the ``show`` images, each with its prediction
+        and confidence (see :func:`image_grid`)."""
         r = self.at(eps)
         return image_grid(self.x[self.show], r["x_adv"], self.y[self.show],
                           self.clean_pred[self.show], self.clean_conf[self.show],
@@ -99,12 +99,13 @@ def _to_hwc(img: torch.Tensor) -> np.ndarray:
 def image_grid(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, conf: torch.Tensor,
                pred_adv: torch.Tensor, conf_adv: torch.Tensor, classes: Sequence[str], eps: float,
                size: float = 1.6):
-    """A 3-row grid: originals, perturbations δ = x_adv − x at their true scale, adversarial images,
+    """A 3-row grid: originals, perturbations δ = x_adv − x, adversarial images,
     titled with prediction and confidence (green when right, red when wrong).
 
-    Grey images: δ in blue (−ε) to red (+ε) with a colour bar; white is δ = 0, where the [0, 1] clamp
-    cancelled the step (a black pixel pushed darker, a white one pushed brighter); paler is a step the
-    clamp cut short. Colour images: each channel's δ as 0.5 + δ/(2ε), grey where nothing changed."""
+    Grey images: δ in blue (−ε) to red (+ε) with a colour bar in pixel units; white is δ = 0, where the [0, 1]
+    clamp cancelled the step (a black pixel pushed darker, a white one pushed brighter); paler is a step the
+    clamp cut short. Colour images: :func:`perturbation_image` (δ amplified ×1/(2ε), the factor in the row's
+    label, grey where nothing changed), without a colour bar (each pixel mixes three channels' δ)."""
     n = len(x)
     fig, axes = plt.subplots(3, n, figsize=(size * n + 0.8, size * 3.3), squeeze=False, layout="constrained")
     delta = x_adv - x
@@ -124,19 +125,18 @@ def image_grid(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred: torc
                 if gray:
                     im = ax.imshow(delta[j, 0].detach().cpu().numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
                 else:
-                    ax.imshow(_to_hwc((delta[j] / (2 * scale) + 0.5).clamp(0, 1)))
+                    ax.imshow(perturbation_image(delta[j], scale))
                 continue
             ax.imshow(_to_hwc(img), cmap="gray" if gray else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=9, color="green" if ok else "red")
     axes[0, 0].set_ylabel("original", fontsize=9)
-    axes[1, 0].set_ylabel("perturbation δ\n(true scale)", fontsize=9)
+    axes[1, 0].set_ylabel("perturbation δ\n" + ("(pixel units)" if gray else amplified_label(scale)), fontsize=9)
     axes[2, 0].set_ylabel(f"adversarial\nε = {eps:.3f}", fontsize=9)
-    if im is None:
-        im = plt.cm.ScalarMappable(plt.Normalize(-scale, scale), "gray")
-    cb = fig.colorbar(im, ax=list(axes[1]), shrink=0.9, pad=0.01)
-    cb.set_ticks([-scale, 0, scale])
-    cb.set_ticklabels([f"−{scale:.3g}", "0", f"+{scale:.3g}"])
-    cb.ax.tick_params(labelsize=7)
+    if im is not None:  # grey images only: a colour bar in pixel units
+        cb = fig.colorbar(im, ax=list(axes[1]), shrink=0.9, pad=0.01)
+        cb.set_ticks([-scale, 0, scale])
+        cb.set_ticklabels([f"−{scale:.3g}", "0", f"+{scale:.3g}"])
+        cb.ax.tick_params(labelsize=8)
     return fig
 
 
@@ -314,42 +314,49 @@ def eps_gallery(rows: dict[str, tuple], eps_values: Sequence[float], classes: Op
     return fig
 
 
-def perturbation_scale(panels: dict[str, tuple[torch.Tensor, torch.Tensor, float]], size: float = 1.7):
-    """What an L-infinity budget looks like on different data: one row per entry ``{label: (x, x_adv, eps)}``
-    with the perturbed images and the perturbations at their true scale, with a colour bar in pixel units
-    (grey images: −ε blue, +ε red; colour images: each channel's δ as 0.5 + δ/(2ε), so grey means
-    unchanged). Pixels where the [0, 1] clamp cut the step show paler than ±ε."""
+def amplification(eps: float) -> float:
+    """The factor k that :func:`perturbation_image` multiplies δ by: 1/(2ε), so that ±ε reaches black and white."""
+    return 1 / (2 * max(float(eps), 1e-6))
+
+
+def perturbation_image(delta: torch.Tensor, eps: float) -> np.ndarray:
+    """A perturbation δ (C, H, W) as an image: each channel's δ·k + 0.5 with k = :func:`amplification` (ε), so that
+    mid-grey is no change and black / white a full step of −ε / +ε in that channel (H, W, C, or H, W for one
+    channel). Pixels where the [0, 1] clamp cut the step short show closer to grey."""
+    return _to_hwc((delta * amplification(eps) + 0.5).clamp(0, 1))
+
+
+def amplified_label(eps: float) -> str:
+    """The label of a perturbation shown by :func:`perturbation_image`: its amplification written out."""
+    return f"δ ×{amplification(eps):.3g} (+0.5)"
+
+
+def perturbation_scale(panels: dict[str, tuple[torch.Tensor, torch.Tensor, float]], size: float = 1.25):
+    """What an L∞ budget looks like on different data: one block of three rows per entry
+    ``{label: (x, x_adv, eps)}``, one column per image: the clean images and the perturbed images, both as they
+    are (true scale), then the perturbation δ = x_adv − x amplified by 1/(2ε), the factor written in the row's
+    label (:func:`perturbation_image`: mid-grey is no change, black / white a full step of −ε / +ε per channel).
+    No colour bar: on colour images each pixel mixes three channels' δ."""
     n = max(len(v[0]) for v in panels.values())
-    fig, axes = plt.subplots(len(panels), 2 * n + 1, figsize=(size * (2 * n + 1), size * 1.15 * len(panels)),
-                             squeeze=False, gridspec_kw={"width_ratios": [1] * (2 * n) + [0.08]})
-    for i, (label, (x, x_adv, eps)) in enumerate(panels.items()):
+    fig = plt.figure(figsize=(size * n + 1.3, (3 * size + 0.45) * len(panels)), layout="constrained")
+    for sub, (label, (x, x_adv, eps)) in zip(np.atleast_1d(fig.subfigures(len(panels), 1)), panels.items()):
+        axes = sub.subplots(3, n, squeeze=False)
         gray = x.shape[1] == 1
         delta = x_adv - x
-        im = None
         for j in range(n):
-            a_img, a_d = axes[i, 2 * j], axes[i, 2 * j + 1]
-            for a in (a_img, a_d):
+            for a in axes[:, j]:
                 a.set_xticks([])
                 a.set_yticks([])
-            if j >= len(x):
-                a_img.axis("off")
-                a_d.axis("off")
-                continue
-            a_img.imshow(_to_hwc(x_adv[j]), cmap="gray" if gray else None, vmin=0, vmax=1)
-            if gray:
-                im = a_d.imshow(delta[j, 0].cpu().numpy(), cmap="RdBu_r", vmin=-eps, vmax=eps)
-            else:  # each channel's δ mapped to 0.5 + δ/(2ε): grey where nothing changed
-                a_d.imshow(_to_hwc((delta[j] / (2 * eps) + 0.5).clamp(0, 1)))
-                im = im or plt.cm.ScalarMappable(plt.Normalize(-eps, eps), "gray")
-            if i == 0:
-                a_img.set_title("perturbed image", fontsize=8)
-                a_d.set_title("perturbation", fontsize=8)
-        axes[i, 0].set_ylabel(label, fontsize=8)
-        cb = fig.colorbar(im, cax=axes[i, -1])
-        cb.set_ticks([-eps, 0, eps])
-        cb.set_ticklabels([f"−{eps:.3g}", "0", f"+{eps:.3g}"])
-        cb.ax.tick_params(labelsize=7)
-    fig.tight_layout()
+                if j >= len(x):
+                    a.axis("off")
+            if j < len(x):
+                axes[0, j].imshow(_to_hwc(x[j]), cmap="gray" if gray else None, vmin=0, vmax=1)
+                axes[1, j].imshow(_to_hwc(x_adv[j]), cmap="gray" if gray else None, vmin=0, vmax=1)
+                axes[2, j].imshow(perturbation_image(delta[j], eps), cmap="gray" if gray else None, vmin=0, vmax=1)
+        for a, row in zip(axes[:, 0], ("clean", "adversarial", "perturbation\n" + amplified_label(eps))):
+            a.set_ylabel(row, fontsize=9)
+        sub.suptitle(f"{label}: clean and adversarial images at true scale, perturbation amplified "
+                     f"×{amplification(eps):.3g}", fontsize=10)
     return fig
 
 

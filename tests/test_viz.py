@@ -1,0 +1,86 @@
+"""The course's figures (advlib.viz) as a reader meets them: labels readable (at least 8 points) and not
+overlapping, nothing clipped, legends and annotations off the data, 95% intervals where the notebooks show
+accuracies, bars at 0% visible, perturbations shown with their amplification written out. Synthetic numbers
+only; each figure is drawn (``canvas.draw``) so that the positions of its texts can be compared."""
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
+
+from advlib import attacks, experiments, landscape, stats, train, viz  # noqa: E402
+
+COLUMNS = ["Clean", "FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "All attacks"]
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def drawn(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def boxes(texts, renderer):
+    return [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+
+
+def overlapping(bbs) -> list:
+    return [(a, b) for a, b in itertools.combinations(bbs, 2) if a.overlaps(b)]
+
+
+def inside(bb, fig) -> bool:
+    """``bb`` (display units) lies within the figure as saved: nothing of it clipped."""
+    w, h = fig.canvas.get_width_height()
+    return bb.x0 >= -0.5 and bb.y0 >= -0.5 and bb.x1 <= w + 0.5 and bb.y1 <= h + 0.5
+
+
+# --------------------------------------------------------------------------- perturbations
+
+
+def test_perturbation_scale_shows_clean_adversarial_and_the_amplified_perturbation():
+    eps = 8 / 255
+    x = torch.full((2, 3, 4, 4), 0.5)
+    delta = torch.zeros_like(x)
+    delta[:, :, 0, 0], delta[:, :, 0, 1] = eps, -eps
+    xm = torch.zeros(3, 1, 4, 4)
+    fig = viz.perturbation_scale({"CIFAR-10": (x, x + delta, eps), "MNIST": (xm, (xm + 0.3).clamp(0, 1), 0.3)})
+    axes = fig.axes
+    assert len(axes) == 2 * 3 * 3  # two blocks of three rows, three columns (the first block's third one empty)
+    assert all(a.images or not a.axison for a in axes), "an axes without an image: a colour bar"
+    labels = [a.get_ylabel() for a in axes if a.get_ylabel()]
+    assert labels == ["clean", "adversarial", "perturbation\nδ ×15.9 (+0.5)",
+                      "clean", "adversarial", "perturbation\nδ ×1.67 (+0.5)"]
+    titles = [sub._suptitle.get_text() for sub in fig.subfigs]
+    assert "true scale" in titles[0] and "amplified ×15.9" in titles[0] and "amplified ×1.67" in titles[1]
+    first = fig.subfigs[0].axes  # rows: clean, adversarial, perturbation; columns: images
+    clean, adv, pert = (np.asarray(first[k].images[0].get_array()) for k in (0, 3, 6))
+    assert np.allclose(clean, 0.5) and adv[0, 0, 0] == pytest.approx(0.5 + eps)  # images as they are
+    assert pert[0, 0] == pytest.approx([1, 1, 1]) and pert[0, 1] == pytest.approx([0, 0, 0], abs=1e-6)  # ±ε: white, black
+    assert pert[1, 1] == pytest.approx([0.5, 0.5, 0.5])  # unchanged: mid-grey
+    assert viz.amplification(eps) == pytest.approx(255 / 16)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_image_grid_colour_bar_only_for_grey_images(channels):
+    n, eps = 3, 0.1
+    x = torch.rand(n, channels, 5, 5)
+    x_adv = (x + eps * torch.randn_like(x).sign()).clamp(0, 1)
+    y = torch.zeros(n, dtype=torch.long)
+    fig = viz.image_grid(x, x_adv, y, y, torch.ones(n), y, torch.ones(n), CLASSES, eps)
+    colour_bars = len(fig.axes) - 3 * n
+    assert colour_bars == (1 if channels == 1 else 0)
+    label = fig.axes[n].get_ylabel()  # the perturbation row
+    assert ("pixel units" in label) if channels == 1 else ("×5 (+0.5)" in label)
