@@ -7,10 +7,12 @@ one clamp and one forward pass for any epsilon, so the slider stays responsive o
 from __future__ import annotations
 
 import io
+import textwrap
 from collections import OrderedDict
 from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.transforms as mtransforms
 import numpy as np
 import torch
 import torch.nn as nn
@@ -360,39 +362,54 @@ def perturbation_scale(panels: dict[str, tuple[torch.Tensor, torch.Tensor, float
     return fig
 
 
+def _wrap(label: str, width: int = 22) -> str:
+    """A tick label broken into lines of at most ``width`` characters (at spaces), so that neighbours never overlap."""
+    return textwrap.fill(label, width, break_long_words=False) if len(label) > width else label
+
+
+BAR_LABEL_SIZE = 8  # points: the value written above each bar (the course's smallest font)
+
+
 def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title: str = "",
               intervals: Optional[dict[str, dict[str, tuple]]] = None):
     """Grouped bars: one group per row (model), one bar per column (attack), in %, each labelled with its
-    value (so a bar at 0% is visible too); with ``intervals`` (``{row: {column: (low, high)}}``, e.g.
-    :func:`advlib.evaluate.intervals`) each bar carries its 95% interval. The legend sits below the axes."""
+    value above its interval (a bar at 0% also gets a thick stroke on the axis in its colour, so it is seen);
+    with ``intervals`` (``{row: {column: (low, high)}}``, e.g. :func:`advlib.evaluate.intervals`) each bar
+    carries its 95% interval. The figure widens with the number of bars so that the labels (vertical,
+    :data:`BAR_LABEL_SIZE` points) never overlap; long row names are wrapped; the legend sits below the axes."""
     rows = list(table)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(rows), 4.4))
+    n_bars = len(rows) * len(columns)
+    width = max(6.4, 1.2 + 0.2 * n_bars)
+    fig, ax = plt.subplots(figsize=(width, 4.8), layout="constrained")
     w = 0.8 / len(columns)
+    on_axis = mtransforms.offset_copy(ax.transData, fig, y=1.5, units="points")  # a 3-point stroke just above y = 0
     for j, c in enumerate(columns):
         vals = np.array([100 * table[r].get(c, np.nan) for r in rows], dtype=float)
         pos = np.arange(len(rows)) + (j - (len(columns) - 1) / 2) * w
-        yerr = None
+        yerr = np.zeros((2, len(rows)))
         if intervals:
             iv = [intervals.get(r, {}).get(c) for r in rows]
             yerr = np.array([[v - 100 * i[0], 100 * i[1] - v] if i else [0, 0] for v, i in zip(vals, iv)]).T
             yerr = np.nan_to_num(np.clip(yerr, 0, None))
-        bars = ax.bar(pos, vals, w, label=c, yerr=yerr, capsize=2, error_kw={"lw": 0.8})
-        for p_, v in zip(pos, vals):
-            if np.isfinite(v):
-                ax.text(p_, v + 1.5, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
-                if v < 0.5:  # a zero-height bar: a thick stroke on the axis, in the bar's colour
-                    ax.plot([p_ - w / 2, p_ + w / 2], [0.4, 0.4], color=bars.patches[0].get_facecolor(), lw=3,
-                            solid_capstyle="butt", clip_on=False)
+        bars = ax.bar(pos, vals, w, label=c, yerr=yerr if intervals else None, capsize=2, error_kw={"lw": 0.8})
+        colour = bars.patches[0].get_facecolor()
+        for p_, v, up in zip(pos, vals, yerr[1]):
+            if not np.isfinite(v):
+                continue
+            ax.text(p_, v + up + 1.0, f"{v:.0f}", ha="center", va="bottom", rotation=90, fontsize=BAR_LABEL_SIZE)
+            if v < 0.5:  # a zero-height bar: a thick stroke on the axis, in the bar's colour
+                ax.plot([p_ - w / 2, p_ + w / 2], [0, 0], color=colour, lw=3, solid_capstyle="butt", transform=on_axis,
+                        zorder=3)
     ax.set_xticks(np.arange(len(rows)))
-    ax.set_xticklabels(rows, rotation=15, ha="right", fontsize=8)
+    ax.set_xticklabels([_wrap(r) for r in rows], fontsize=9)
     ax.set_ylabel("accuracy (%)" + (", 95% intervals" if intervals else ""))
-    ax.set_ylim(0, 108)
+    ax.set_ylim(0, 118)  # room for the labels above the highest interval
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(len(columns), len(rows) + 1), loc="upper center", bbox_to_anchor=(0.5, -0.22),
-              frameon=False)
+    ax.legend(fontsize=9, ncol=min(len(columns), int(width // 1.3)), loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.05 * max(
+        r.count("\n") for r in map(_wrap, rows))), frameon=False)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return fig
 
 

@@ -84,3 +84,51 @@ def test_image_grid_colour_bar_only_for_grey_images(channels):
     assert colour_bars == (1 if channels == 1 else 0)
     label = fig.axes[n].get_ylabel()  # the perturbation row
     assert ("pixel units" in label) if channels == 1 else ("×5 (+0.5)" in label)
+
+
+# --------------------------------------------------------------------------- bars
+
+
+def bar_table():
+    return {"Natural student": dict(zip(COLUMNS, [0.86, 0.04, 0.0, 0.0, 0.85, 0.0])),
+            "… with logits ×10⁴ (ScaledLogits)": dict(zip(COLUMNS, [0.86, 0.86, 0.85, 0.0, 0.83, 0.0])),
+            "… on 16-level input (QuantizedInput)": dict(zip(COLUMNS, [0.87, 0.87, 0.84, 0.85, 1.0, 0.03]))}
+
+
+@pytest.mark.parametrize("rows", [3, 7])
+def test_plot_bars_readable_labels_above_their_intervals(rows):
+    table = bar_table() if rows == 3 else {f"student {i}": dict(zip(COLUMNS, np.linspace(0.2, 0.9, 6)[::-1 if i % 2 else 1]))
+                                           for i in range(rows)}
+    iv = {r: {c: stats.interval(v, 100) for c, v in d.items()} for r, d in table.items()}
+    fig = viz.plot_bars(table, COLUMNS, title="t", intervals=iv)
+    ax = fig.axes[0]
+    renderer = drawn(fig)
+    values = [t for t in ax.texts]
+    assert len(values) == rows * len(COLUMNS)
+    assert min(t.get_fontsize() for t in values) >= 8
+    assert min(t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()) >= 8
+    assert min(t.get_fontsize() for t in ax.get_legend().get_texts()) >= 8
+    assert not overlapping(boxes(values, renderer)), "value labels overlap"
+    assert not overlapping(boxes(ax.get_xticklabels(), renderer)), "row names overlap"
+    assert all(inside(bb, fig) for bb in boxes(values + ax.get_xticklabels() + [ax.title], renderer))
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(bars) == len(COLUMNS) and all(c.errorbar is not None for c in bars)  # the intervals are drawn
+    for j, col in enumerate(COLUMNS):  # each label above its bar's interval (labels column by column)
+        for i, r in enumerate(table):
+            assert values[j * rows + i].get_position()[1] >= 100 * iv[r][col][1]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y1 <= ax.get_window_extent(renderer).y0, "the legend is on the data"
+
+
+def test_plot_bars_zero_bars_are_visible():
+    fig = viz.plot_bars(bar_table(), COLUMNS)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts].count("0") == 5
+    strokes = [ln for ln in ax.lines if ln.get_linewidth() >= 3]
+    assert len(strokes) == 5  # one stroke on the axis per bar at 0%
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    colours = {tuple(c.patches[0].get_facecolor()) for c in bars}
+    assert all(tuple(matplotlib.colors.to_rgba(s.get_color())) in colours for s in strokes)
+    assert all(list(s.get_ydata()) == [0, 0] for s in strokes)
+    fig = viz.plot_bars({"a": {"Clean": 0.5, "FGSM": 0.2}}, ["Clean", "FGSM"])
+    assert not [ln for ln in fig.axes[0].lines if ln.get_linewidth() >= 3]  # no bar at 0%: no stroke
