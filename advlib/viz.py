@@ -195,16 +195,28 @@ def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdo
 
 
 def plot_tradeoff(points: dict[str, tuple[float, float]], xlabel: str = "clean accuracy (%)",
-                  ylabel: str = "robust accuracy (%)", title: str = ""):
+                  ylabel: str = "robust accuracy (%)", title: str = "",
+                  intervals: Optional[dict[str, tuple[tuple[float, float], tuple[float, float]]]] = None):
     """One point per model, ``{label: (clean accuracy, robust accuracy)}`` (fractions), each annotated with its
-    label: a trade-off such as TRADES' β sweep."""
-    fig, ax = plt.subplots(figsize=(5.6, 4))
-    for label, (x, y) in points.items():
-        ax.scatter(100 * x, 100 * y, s=40)
-        ax.annotate(label, (100 * x, 100 * y), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    label: a trade-off such as TRADES' β sweep. With ``intervals`` (``{label: ((low, high) of the clean
+    accuracy, (low, high) of the robust one)}``, e.g. the results' Wilson intervals) each point carries its 95%
+    intervals as error bars in both directions (the axes' labels say so). The labels sit up and to the right of
+    their points, between the error bars, and the axes leave room for them."""
+    fig, ax = plt.subplots(figsize=(6, 4.4), layout="constrained")
+    xy = np.array([[100 * x, 100 * y] for x, y in points.values()]).reshape(-1, 2)
+    span = np.maximum(np.ptp(xy, 0) if len(xy) else np.ones(2), 1.0)
+    for k, (label, (x, y)) in enumerate(points.items()):
+        iv = (intervals or {}).get(label)
+        err = ([[100 * (x - iv[0][0])], [100 * (iv[0][1] - x)]], [[100 * (y - iv[1][0])], [100 * (iv[1][1] - y)]]) \
+            if iv else (None, None)
+        ax.errorbar([100 * x], [100 * y], xerr=err[0], yerr=err[1], fmt="o", ms=7, color=f"C{k}", capsize=3, lw=1)
+        near = int((np.abs(xy[:k] - xy[k]) < 0.06 * span).all(1).sum())  # earlier labels at (nearly) the same place
+        ax.annotate(label, (100 * x, 100 * y), textcoords="offset points", xytext=(7, 7 + 14 * near), fontsize=10)
+    ax.margins(x=0.25, y=0.2)
+    suffix = ", 95% interval" if intervals else ""
+    ax.set_xlabel(xlabel + suffix)
+    ax.set_ylabel(ylabel + suffix)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
     return fig
 

@@ -132,3 +132,31 @@ def test_plot_bars_zero_bars_are_visible():
     assert all(list(s.get_ydata()) == [0, 0] for s in strokes)
     fig = viz.plot_bars({"a": {"Clean": 0.5, "FGSM": 0.2}}, ["Clean", "FGSM"])
     assert not [ln for ln in fig.axes[0].lines if ln.get_linewidth() >= 3]  # no bar at 0%: no stroke
+
+
+# --------------------------------------------------------------------------- trade-off
+
+
+def test_plot_tradeoff_error_bars_and_labels_inside():
+    pts = {"β = 0.5": (0.612, 0.162), "β = 2": (0.556, 0.245), "β = 6": (0.505, 0.273)}
+    iv = {k: (stats.interval(a, 500), stats.interval(b, 500)) for k, (a, b) in pts.items()}
+    fig = viz.plot_tradeoff(pts, ylabel="PGD-20 accuracy (%)", title="t", intervals=iv)
+    ax = fig.axes[0]
+    errs = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(errs) == 3 and all(c.has_xerr and c.has_yerr for c in errs)
+    lo, hi = errs[2].lines[2][1].get_segments()[0][:, 1]  # β = 6: the vertical bar spans the robust interval
+    assert (lo, hi) == pytest.approx((100 * iv["β = 6"][1][0], 100 * iv["β = 6"][1][1]))
+    assert "95% interval" in ax.get_xlabel() and "95% interval" in ax.get_ylabel()
+    renderer = drawn(fig)
+    box = ax.get_window_extent(renderer)
+    labels = boxes(ax.texts, renderer)
+    assert [t.get_text() for t in ax.texts] == list(pts) and len(labels) == 3
+    assert all(box.x0 <= b.x0 and b.x1 <= box.x1 and box.y0 <= b.y0 and b.y1 <= box.y1 for b in labels), "clipped"
+    fig = viz.plot_tradeoff(pts)  # without intervals: no error bars, plain labels
+    assert not any(c.has_xerr or c.has_yerr for c in fig.axes[0].containers) and "95%" not in fig.axes[0].get_xlabel()
+
+def test_plot_tradeoff_labels_of_coinciding_points_do_not_overlap():
+    pts = {"β = 0.5": (0.1, 0.1), "β = 2": (0.1, 0.1), "β = 6": (0.1005, 0.1)}  # a smoke run: three equal models
+    fig = viz.plot_tradeoff(pts)
+    renderer = drawn(fig)
+    assert not overlapping(boxes(fig.axes[0].texts, renderer))
