@@ -429,30 +429,38 @@ def plot_soft_labels(images: torch.Tensor, labels: torch.Tensor, probs: dict[str
                      classes: Sequence[str], eps_text: str = "8/255"):
     """Soft labels on natural vs adversarial inputs: one column per image (the image on top), one row of
     bar charts per model with its probabilities on x (grey) and on its own adversarial x' (red); the true
-    class is marked. ``probs``: ``{model name: (p(x), p(x'))}``, each (n, classes)."""
+    class is marked by a green dotted line (in the legend) and its name in green. Class names are written in
+    full under the bottom row (the rows share them). ``probs``: ``{model name: (p(x), p(x'))}``, each (n, classes)."""
     n, rows = len(images), len(probs)
-    fig, axes = plt.subplots(1 + rows, n, figsize=(2.0 * n + 0.6, 1.3 + 1.75 * rows),
+    fig, axes = plt.subplots(1 + rows, n, figsize=(2.1 * n + 0.9, 2.2 + 1.9 * rows), layout="constrained",
                              gridspec_kw={"height_ratios": [1.0] + [1.25] * rows}, squeeze=False)
     idx = np.arange(len(classes))
     for j in range(n):
+        true = int(labels[j])
         axes[0, j].imshow(_to_hwc(images[j]), interpolation="nearest")
-        axes[0, j].set_title(f"true: {classes[int(labels[j])]}", fontsize=8)
+        axes[0, j].set_title(f"true: {classes[true]}", fontsize=9)
         axes[0, j].axis("off")
         for i, (name, (p_nat, p_adv)) in enumerate(probs.items(), start=1):
             ax = axes[i, j]
             ax.bar(idx - 0.2, 100 * p_nat[j].cpu().numpy(), 0.4, color="0.55", label="natural x")
             ax.bar(idx + 0.2, 100 * p_adv[j].cpu().numpy(), 0.4, color="tab:red",
                    label=f"adversarial x' (PGD, ε = {eps_text})")
-            ax.axvline(int(labels[j]), color="tab:green", lw=0.8, ls=":")
+            ax.axvline(true, color="tab:green", lw=1.2, ls=":", label="true class")
             ax.set_ylim(0, 100)
             ax.set_xticks(idx)
-            ax.set_xticklabels([c[:4] for c in classes], rotation=90, fontsize=6)
-            ax.tick_params(axis="y", labelsize=6)
+            ax.tick_params(axis="both", labelsize=8)
+            if i < rows:
+                ax.set_xticklabels([])
+            else:
+                ax.set_xticklabels(classes, rotation=90, fontsize=8)
+                ax.get_xticklabels()[true].set_color("tab:green")
             if j == 0:
-                ax.set_ylabel(f"{name}\nprobability (%)", fontsize=8)
-    handles, labels_ = axes[1, 0].get_legend_handles_labels()
-    fig.legend(handles, labels_, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+                ax.set_ylabel(f"{name}\nprobability (%)", fontsize=9)
+            else:
+                ax.set_yticklabels([])
+    handles, labels_ = axes[1, 0].get_legend_handles_labels()  # the line first: put it after the bars
+    fig.legend(handles[1:] + handles[:1], labels_[1:] + labels_[:1], loc="outside lower center", ncol=3, fontsize=9,
+               frameon=False)
     return fig
 
 

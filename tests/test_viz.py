@@ -160,3 +160,24 @@ def test_plot_tradeoff_labels_of_coinciding_points_do_not_overlap():
     fig = viz.plot_tradeoff(pts)
     renderer = drawn(fig)
     assert not overlapping(boxes(fig.axes[0].texts, renderer))
+
+
+# --------------------------------------------------------------------------- soft labels
+
+
+def test_plot_soft_labels_full_class_names_and_the_true_class_in_the_legend():
+    torch.manual_seed(0)
+    p = {m: (torch.rand(3, 10).softmax(1), torch.rand(3, 10).softmax(1)) for m in ("teacher", "student")}
+    y = torch.tensor([3, 8, 0])
+    fig = viz.plot_soft_labels(torch.rand(3, 3, 8, 8), y, p, CLASSES)
+    bottom = fig.axes[-3:]  # axes row by row: images, teacher, student
+    for ax, true in zip(bottom, y.tolist()):
+        names = [t.get_text() for t in ax.get_xticklabels()]
+        assert names == CLASSES
+        assert ax.get_xticklabels()[true].get_color() == "tab:green"
+        assert min(t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()) >= 8
+    assert all(not any(t.get_text() for t in ax.get_xticklabels()) for ax in fig.axes[3:6])  # upper rows share them
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[-1] == "true class" and legend[0] == "natural x"
+    renderer = drawn(fig)
+    assert all(inside(bb, fig) for ax in bottom for bb in boxes(ax.get_xticklabels(), renderer))
