@@ -174,21 +174,45 @@ def plot_accuracy_vs_eps(eps: Sequence[float], series: dict[str, Sequence[float]
 
 
 def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdout_clean", "holdout_pgd"),
-                 labels: Optional[dict] = None, title: str = ""):
-    """Per-epoch held-out accuracies of several training runs."""
+                 labels: Optional[dict] = None, title: str = "", n: Optional[int] = None,
+                 references: Optional[dict[str, float]] = None, zoom: bool = False):
+    """Per-epoch held-out accuracies of several training runs. With ``n`` (the held-out images) a shaded band
+    shows each point's 95% Wilson interval; ``references`` (``{label: accuracy}``) draws each as a labelled
+    horizontal line (e.g. a teacher measured the same way); ``zoom=True`` fits the y-axis to the data, the
+    intervals and the references instead of 0-100%. The legend sits below the axes, off the data."""
     labels = labels or {"holdout_clean": "clean", "holdout_pgd": "PGD", "holdout_fgsm": "FGSM"}
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
     styles = ["-", "--", ":", "-."]
+    shown = []
     for c, (name, hist) in enumerate(histories.items()):
         for s, k in enumerate(keys):
             ep = [h["epoch"] for h in hist]
-            ax.plot(ep, [100 * h[k] for h in hist], styles[s % 4], color=f"C{c}", marker="o", ms=3,
+            acc = [h[k] for h in hist]
+            ax.plot(ep, [100 * a for a in acc], styles[s % 4], color=f"C{c}", marker="o", ms=3,
                     label=f"{name}: {labels.get(k, k)}")
+            shown += acc
+            if n:
+                band = [stats.interval(min(max(a, 0.0), 1.0), n) for a in acc]
+                ax.fill_between(ep, [100 * lo for lo, _ in band], [100 * hi for _, hi in band], color=f"C{c}",
+                                alpha=0.15, lw=0)
+                shown += [v for b in band for v in b]
+    for r, (label, acc) in enumerate((references or {}).items()):
+        ax.axhline(100 * acc, color="0.25", ls=(0, (5, 2 + 2 * r)), lw=1.2, label=label)
+        shown.append(acc)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_ylim(-2, 102)
+    epochs = sorted({h["epoch"] for hist in histories.values() for h in hist})
+    if len(epochs) <= 12 and all(float(e).is_integer() for e in epochs):
+        ax.set_xticks(epochs)  # whole epochs: one tick each
+    ax.set_ylabel("held-out accuracy (%)" + (f"\n95% interval shaded ({n} images)" if n else ""))
+    if zoom and shown:
+        lo, hi = 100 * min(shown), 100 * max(shown)
+        pad = max(1.0, 0.08 * (hi - lo))
+        ax.set_ylim(max(-2, lo - pad), min(102, hi + pad))
+    else:
+        ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2 if len(ax.lines) < 9 else 3,
+              frameon=False)
     if title:
         ax.set_title(title)
     return fig

@@ -181,3 +181,51 @@ def test_plot_soft_labels_full_class_names_and_the_true_class_in_the_legend():
     assert legend[-1] == "true class" and legend[0] == "natural x"
     renderer = drawn(fig)
     assert all(inside(bb, fig) for ax in bottom for bb in boxes(ax.get_xticklabels(), renderer))
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def history(values):
+    return [{"epoch": e + 1, "holdout_pgd": v} for e, v in enumerate(values)]
+
+
+def test_plot_history_zoom_intervals_and_reference():
+    hist = {"SAT": history([0.28, 0.30, 0.33, 0.36]), "RSLAD": history([0.20, 0.27, 0.31, 0.33])}
+    fig = viz.plot_history(hist, keys=("holdout_pgd",), n=500, references={"teacher, same images: 41.0%": 0.41},
+                           zoom=True)
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    assert 10 < lo < 20 and 41 < hi < 50  # fitted to the data, its intervals and the reference, not 0-100
+    assert len(ax.collections) == 2  # one 95% band per run
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(100 * stats.interval(0.28, 500)[0])
+    ref = [ln for ln in ax.lines if ln.get_label() == "teacher, same images: 41.0%"]
+    assert len(ref) == 1 and list(ref[0].get_ydata()) == [41.0, 41.0]
+    assert "teacher, same images: 41.0%" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "95% interval" in ax.get_ylabel() and "500 images" in ax.get_ylabel()
+    renderer = drawn(fig)
+    assert ax.get_legend().get_window_extent(renderer).y1 <= ax.get_window_extent(renderer).y0  # below the data
+    fig = viz.plot_history(hist, keys=("holdout_pgd",))  # the defaults: 0-100%, no band
+    assert fig.axes[0].get_ylim() == (-2, 102) and not fig.axes[0].collections
+
+
+# --------------------------------------------------------------------------- a teacher through a run's monitor
+
+
+def test_monitor_accuracy_matches_the_runs_own_monitor(tmp_path):
+    cfg = train.TrainConfig(model="fast_cnn", dataset="mnist", source="sample", method="pgd", steps=1, eps=0.2,
+                            epochs=0.2, batch_size=100, train_samples=1000, holdout=200, eval_samples=60,
+                            eval_steps=2, optimizer="adam", lr=2e-3, out_dir=str(tmp_path / "run"), progress=False)
+    metrics = train.fit(cfg)
+    model = train.load_model(tmp_path / "run" / "last.pt")
+    state = torch.get_rng_state()
+    got = experiments.monitor_accuracy(model, cfg, trained_with=tmp_path / "run" / "last.pt")
+    assert torch.equal(torch.get_rng_state(), state)  # the attacks' random starts leave the global RNG alone
+    final = metrics["history"][-1]
+    assert got["n"] == 60 and got["held_out"] is True
+    assert got["holdout_clean"] == final["holdout_clean"] and got["holdout_fgsm"] == final["holdout_fgsm"]
+    assert abs(got["holdout_pgd"] - final["holdout_pgd"]) <= 3 / 60  # PGD's random start only
+    other = experiments.monitor_accuracy(model, cfg.replace(seed=1), trained_with=tmp_path / "run" / "last.pt")
+    assert other["held_out"] is False  # another seed holds out other images: this model trained on some of them
+    assert experiments.monitor_accuracy(model, cfg)["held_out"] is None
