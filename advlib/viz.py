@@ -449,6 +449,29 @@ def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title:
     return fig
 
 
+def plot_interval_width(ns: Sequence[int], accuracies: Sequence[float] = (0.1, 0.3, 0.5),
+                        marks: Optional[dict[int, str]] = None, title: str = ""):
+    """Half the width of the 95% Wilson interval (points) against the number of test images ``ns`` (log scale),
+    one line per accuracy. ``marks`` (``{n: what}``) draws a dotted vertical line at each n, named on a scale
+    above the axes, off the curves; the legend sits below the axes."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for p in accuracies:
+        ax.plot(ns, [100 * stats.half_width(p, int(n)) for n in ns], marker="o", label=f"accuracy {p:.0%}")
+    ax.set_xscale("log")
+    if marks:
+        for n in marks:
+            ax.axvline(n, color="0.6", ls=":", lw=1)
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(list(marks), [_wrap(m, 14) for m in marks.values()], fontsize=8)
+        top.minorticks_off()
+    ax.set_xlabel("number of test images n")
+    ax.set_ylabel("95% interval half-width (points)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=len(accuracies), frameon=False, fontsize=9)
+    return fig
+
+
 def plot_soft_labels(images: torch.Tensor, labels: torch.Tensor, probs: dict[str, tuple[torch.Tensor, torch.Tensor]],
                      classes: Sequence[str], eps_text: str = "8/255"):
     """Soft labels on natural vs adversarial inputs: one column per image (the image on top), one row of

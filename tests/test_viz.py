@@ -210,6 +210,28 @@ def test_plot_history_zoom_intervals_and_reference():
     assert fig.axes[0].get_ylim() == (-2, 102) and not fig.axes[0].collections
 
 
+# --------------------------------------------------------------------------- interval width
+
+
+def test_plot_interval_width_marks_off_the_curves():
+    ns = np.array([50, 100, 200, 500, 1000, 10000])
+    marks = {200: "standard AA, cpu profile", 1017: "pixel-exact test subset", 10000: "full test set"}
+    fig = viz.plot_interval_width(ns, (0.1, 0.5), marks=marks, title="t")
+    ax = fig.axes[0]
+    assert not ax.texts, "text inside the axes, over the curves"
+    assert len(ax.lines) == 2 + 3
+    assert ax.lines[1].get_ydata()[0] == pytest.approx(100 * stats.half_width(0.5, 50))
+    top = ax.child_axes  # the secondary x-axis above
+    renderer = drawn(fig)
+    names = [t for t in top[0].get_xticklabels() if t.get_text()]
+    assert [t.get_text().replace("\n", " ") for t in names] == list(marks.values())
+    assert min(t.get_fontsize() for t in names) >= 8
+    assert not overlapping(boxes(names, renderer))
+    assert all(b.y0 >= ax.get_window_extent(renderer).y1 - 1 for b in boxes(names, renderer))  # above the axes
+    assert all(inside(bb, fig) for bb in boxes(names, renderer))
+    assert ax.get_legend().get_window_extent(renderer).y1 <= ax.get_window_extent(renderer).y0
+
+
 # --------------------------------------------------------------------------- a teacher through a run's monitor
 
 
