@@ -13,6 +13,9 @@ from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import matplotlib.transforms as mtransforms
+from matplotlib import patheffects
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
 import numpy as np
 import torch
 import torch.nn as nn
@@ -606,31 +609,77 @@ def _d1_label(result: dict) -> str:
     return GRADIENT_AXIS if result["direction"] == "gradient" else "first " + RANDOM_AXIS
 
 
-def plot_loss_surface(surfaces: dict[str, dict], index: Optional[int] = 0, kind: str = "contour"):
+def in_ball(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which points (a, b) of a :func:`advlib.landscape.loss_surface` plane lie in the ε-ball: both directions
+    are ±1 in every pixel, so x + aε·d1 + bε·d2 moves some pixel by (|a| + |b|)·ε, and the L∞ ball is the diamond
+    |a| + |b| ≤ 1 (the square's corners are 2ε away)."""
+    return np.abs(a) + np.abs(b) <= 1 + 1e-9
+
+
+def plot_loss_surface(surfaces: dict[str, dict], index: Optional[int] = 0, kind: str = "contour", log: bool = True):
     """The cross-entropy around image ``index`` (None: the mean over images), one panel per model, from
     ``{model: advlib.landscape.loss_surface(...)}``: filled contours (``kind="contour"``) or a 3-D surface
-    (``"3d"``), each with its colour bar. A smooth bowl rising along the gradient is what a robust model
-    looks like; a jagged surface, or one flat along the gradient, says the gradient is masked."""
+    (``"3d"``), each with its colour bar. The ε-ball is outlined (:func:`in_ball`: only the diamond |a| + |b| ≤ 1
+    of the plane lies in the threat model) and the highest loss inside it is marked. ``log``: colours (3-D: the
+    height) on a log scale, since the loss at the square's corners, 2ε away, can dwarf the loss inside the ball.
+
+    Inside the ball, a model whose gradient is informative has its highest loss near (1, 0), the FGSM point,
+    and its lowest towards (−1, 0); a surface flat or jagged along the gradient says the gradient is masked.
+    Outside it, the gradient at x is no guide: the loss need not grow along it over steps of 2ε."""
     if kind not in ("contour", "3d"):
         raise ValueError(f"kind must be 'contour' or '3d'; got {kind!r}.")
-    fig, axes = _panels(len(surfaces), 4.6, 3.9, **({"projection": "3d"} if kind == "3d" else {}))
+    fig, axes = _panels(len(surfaces), 4.8, 4.2, **({"projection": "3d"} if kind == "3d" else {}))
     for ax, (name, r) in zip(axes, surfaces.items()):
-        ga, gb = np.meshgrid(r["a"].numpy(), r["b"].numpy(), indexing="ij")
+        a, b = r["a"].numpy(), r["b"].numpy()
+        ga, gb = np.meshgrid(a, b, indexing="ij")
         z = _pick(r["loss"], index)
+        inside = in_ball(ga, gb)
+        top = np.unravel_index(np.where(inside, z, -np.inf).argmax(), z.shape)
+        if log:  # a loss of exactly 0 (a saturated softmax) is drawn at the smallest positive value shown
+            z = np.maximum(z, max(float(z[z > 0].min()) if (z > 0).any() else 1e-12, float(z.max()) * 1e-9))
         lo, hi = float(z.min()), float(z.max())
-        hi = hi if hi - lo > 1e-6 * (1 + abs(lo)) else lo + 1.0  # a flat surface: one colour, a readable bar
+        hi = hi if hi - lo > 1e-6 * (1 + abs(lo)) else lo * 10 if log else lo + 1.0  # a flat surface: one colour
+        label = "cross-entropy" + (" (log scale)" if log else "")
         if kind == "3d":
-            im = ax.plot_surface(ga, gb, z, cmap="viridis", vmin=lo, vmax=hi, linewidth=0, antialiased=True)
-            ax.set_zlabel("cross-entropy", fontsize=8)
+            height = np.log10(z) if log else z
+            im = ax.plot_surface(ga, gb, height, cmap="viridis", linewidth=0, antialiased=True)
+            ax.set_zlabel("log₁₀ cross-entropy" if log else "cross-entropy", fontsize=8)
+            ax.plot([1, 0, -1, 0, 1], [0, 1, 0, -1, 0], [float(height.min())] * 5, "k--", lw=1, label="ε-ball (‖δ‖∞ ≤ ε)")
+            fig.colorbar(im, ax=ax, label=("log₁₀ " if log else "") + "cross-entropy", shrink=0.7, pad=0.15)
         else:
-            im = ax.contourf(ga, gb, z, levels=np.linspace(lo, hi, 21), cmap="viridis")
-            ax.plot([0], [0], "w+", ms=9, mew=1.5)
-        ax.set_xlabel(_d1_label(r), fontsize=8)
-        ax.set_ylabel(RANDOM_AXIS, fontsize=8)
+            levels = np.geomspace(lo, hi, 22) if log else np.linspace(lo, hi, 21)
+            im = ax.contourf(ga, gb, z, levels=levels, cmap="viridis", norm=LogNorm(lo, hi) if log else None)
+            edge = [patheffects.withStroke(linewidth=3, foreground="0.15")]  # white lines seen on light colours too
+            ax.plot([1, 0, -1, 0, 1], [0, 1, 0, -1, 0], color="white", ls="--", lw=1.3, path_effects=edge,
+                    label="ε-ball (‖δ‖∞ ≤ ε)")
+            ax.plot([0], [0], "w+", ms=10, mew=1.8, ls="none", path_effects=edge, label="x (clean image)")
+            ax.plot([a[top[0]]], [b[top[1]]], marker="X", color="tab:red", mec="white", ms=10, ls="none", clip_on=False,
+                    zorder=3, label="highest loss in the ε-ball")
+            cb = fig.colorbar(im, ax=ax, label=label)
+            if log:
+                ticks = _log_ticks(lo, hi)
+                cb.set_ticks(ticks)
+                cb.ax.yaxis.set_major_formatter(LogFormatterSciNotation() if _decades(ticks) else
+                                                FuncFormatter(lambda v, _: f"{v:.3g}"))
+                cb.ax.minorticks_off()
+        ax.set_xlabel(_d1_label(r), fontsize=9)
+        ax.set_ylabel(RANDOM_AXIS, fontsize=9)
         ax.set_title(f"{name}\n{_which(index, len(r['loss']))}, ε = {r['eps']:.3g}", fontsize=9)
-        fig.colorbar(im, ax=ax, label="cross-entropy", **({"shrink": 0.7, "pad": 0.15} if kind == "3d" else {}))
-    fig.tight_layout()
+    _legend_below(fig, axes[0])
     return fig
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Colour-bar ticks for a log scale from ``lo`` to ``hi``: the powers of ten between them (at most six), or
+    four ticks spaced evenly on the log scale when fewer than two powers of ten lie between them."""
+    powers = 10.0 ** np.arange(np.ceil(np.log10(lo)), np.floor(np.log10(hi)) + 1)
+    powers = powers[::max(1, int(np.ceil(len(powers) / 6)))]
+    return list(powers) if len(powers) >= 2 else list(np.geomspace(lo, hi, 4))
+
+
+def _decades(ticks: Sequence[float]) -> bool:
+    """Whether ``ticks`` are powers of ten (:func:`_log_ticks` over more than a decade)."""
+    return all(np.isclose(np.log10(t), np.round(np.log10(t))) for t in ticks)
 
 
 def plot_loss_slices(surfaces: dict[str, dict], index: Optional[int] = 0):

@@ -251,3 +251,46 @@ def test_monitor_accuracy_matches_the_runs_own_monitor(tmp_path):
     other = experiments.monitor_accuracy(model, cfg.replace(seed=1), trained_with=tmp_path / "run" / "last.pt")
     assert other["held_out"] is False  # another seed holds out other images: this model trained on some of them
     assert experiments.monitor_accuracy(model, cfg)["held_out"] is None
+
+
+# --------------------------------------------------------------------------- loss surfaces
+
+
+def test_in_ball_is_the_diamond_of_the_plane():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x, y, eps = torch.full((1, 1, 4, 4), 0.5), torch.tensor([0]), 0.1
+    d1 = attacks.input_gradient(model, x, y)[0].sign()  # the plane of landscape.loss_surface
+    d2 = landscape.rademacher(x, torch.Generator().manual_seed(0))
+    for a, b in [(1, 0), (0.5, 0.5), (1, 1), (-0.5, 1), (0, -1), (-1, -0.25)]:
+        size = (eps * (a * d1 + b * d2)).abs().max().item()  # the step's L-infinity norm
+        assert viz.in_ball(np.array(a), np.array(b)) == (size <= eps + 1e-7), (a, b, size)
+
+
+def surface(values: np.ndarray, eps: float = 0.3) -> dict:
+    a = torch.linspace(-1, 1, values.shape[0])
+    loss = torch.as_tensor(values, dtype=torch.float32)[None]
+    return {"a": a, "b": a.clone(), "loss": loss, "along_d1": loss[:, :, 2], "along_d2": loss[:, 2, :],
+            "clean": loss[:, 2, 2], "eps": eps, "direction": "gradient", "zero_gradient": torch.zeros(1)}
+
+
+def test_plot_loss_surface_outlines_the_ball_on_a_log_scale():
+    z = np.full((5, 5), 1e-4)
+    z[4, 2] = 1e-3  # (a, b) = (1, 0): the highest loss inside the ball, the FGSM point
+    z[0, 4] = 1.0  # (-1, 1): a corner 2 eps away, far higher
+    z[0, 0] = 0.0  # a saturated softmax: drawn, not an error, on the log scale
+    fig = viz.plot_loss_surface({"model": surface(z)}, index=0)
+    ax = fig.axes[0]
+    outline = [ln for ln in ax.lines if ln.get_label().startswith("ε-ball")]
+    assert len(outline) == 1 and list(outline[0].get_xdata()) == [1, 0, -1, 0, 1]
+    top = [ln for ln in ax.lines if ln.get_label() == "highest loss in the ε-ball"]
+    assert len(top) == 1 and (top[0].get_xdata()[0], top[0].get_ydata()[0]) == (1.0, 0.0)
+    assert isinstance(ax.collections[0].norm, matplotlib.colors.LogNorm)
+    assert "log scale" in fig.axes[1].get_ylabel()
+    assert {t.get_text() for t in fig.legends[0].get_texts()} >= {"ε-ball (‖δ‖∞ ≤ ε)", "highest loss in the ε-ball"}
+    narrow = viz.plot_loss_surface({"model": surface(np.linspace(1.9, 2.2, 25).reshape(5, 5))}, index=0)
+    drawn(narrow)
+    ticks = [t.get_text() for t in narrow.axes[1].get_yticklabels()]
+    assert len(ticks) == 4 and ticks[0] == "1.9" and not any("10^" in t or "times" in t for t in ticks)  # within a decade
+    fig = viz.plot_loss_surface({"model": surface(np.ones((5, 5)))}, index=0, log=False)  # flat, linear colours
+    assert not isinstance(fig.axes[0].collections[0].norm, matplotlib.colors.LogNorm)
