@@ -413,3 +413,28 @@ def soft_label_stats(p: torch.Tensor, q: torch.Tensor, y: torch.Tensor) -> dict[
             "true class on x'": q.gather(1, y[:, None]).mean().item(),
             "top probability on x": p.max(1).values.mean().item(), "KL(p(x) ‖ p(x'))": kl.mean().item(),
             "prediction changed": (p.argmax(1) != q.argmax(1)).float().mean().item()}
+
+
+SPLIT_FIELDS = ("dataset", "source", "train_samples", "holdout", "seed")  # what fixes a run's held-out images
+
+
+def monitor_accuracy(model: nn.Module, cfg: TrainConfig, trained_with: Union[os.PathLike, str, None] = None) -> dict:
+    """``model`` through the per-epoch monitor of the run ``cfg``: its held-out images and attacks
+    (:func:`advlib.train.quick_eval`), so that a model trained elsewhere (a teacher) can stand beside the
+    run's curves. Returns ``{"holdout_clean", "holdout_fgsm", "holdout_pgd", "n", "held_out"}``; ``held_out``
+    says whether those images were held out of ``model``'s own training too (``trained_with``: its checkpoint,
+    whose config is compared on :data:`SPLIT_FIELDS`; None when not given). The attacks' random starts do not
+    move torch's global random numbers."""
+    train_data = data.load(cfg.dataset, "train", source=cfg.source, verbose=False)
+    if cfg.train_samples is not None:
+        train_data = train_data.subset(cfg.train_samples)
+    device = next(model.parameters()).device
+    x, y = train.split_holdout(cfg, train_data)[1].tensors(cfg.eval_samples, device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        out = train.quick_eval(model, x, y, cfg.eps, train.monitor_alpha(cfg), cfg.eval_steps)
+    held_out = None
+    if trained_with is not None:
+        own = checkpoints.load_checkpoint(trained_with, map_location="cpu").get("config", {})
+        theirs = cfg.to_dict()
+        held_out = all(own.get(k, getattr(TrainConfig, k)) == theirs[k] for k in SPLIT_FIELDS) if own else None
+    return {**out, "n": len(y), "held_out": held_out}

@@ -147,6 +147,17 @@ def quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, a
     return out
 
 
+def split_holdout(cfg: TrainConfig, train_data: data_mod.Dataset) -> tuple[data_mod.Dataset, data_mod.Dataset]:
+    """(training images, held-out images) of a run: ``cfg.holdout`` images (at most a fifth) set aside with a
+    permutation seeded by ``cfg.seed``; the monitor scores the first ``cfg.eval_samples`` of them."""
+    return train_data.split_off(min(cfg.holdout, len(train_data) // 5), seed=cfg.seed)
+
+
+def monitor_alpha(cfg: TrainConfig) -> float:
+    """The step of the monitor's PGD: ``cfg.eval_alpha``, by default ε/4."""
+    return cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -174,8 +185,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         train_data = data_mod.load(cfg.dataset, "train", source=cfg.source, verbose=utils.is_main())
     if cfg.train_samples is not None:
         train_data = train_data.subset(cfg.train_samples)
-    holdout_n = min(cfg.holdout, len(train_data) // 5)
-    train_set, hold = train_data.split_off(holdout_n, seed=cfg.seed)
+    train_set, hold = split_holdout(cfg, train_data)
     hx, hy = hold.tensors(cfg.eval_samples, device=device)
 
     if model is None:
@@ -210,7 +220,7 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     teacher = (Teacher.load(cfg.teacher, dataset=cfg.dataset, device=device,
                             cache=not (augment and cfg.augment_crop), cache_dir=out.parent / "teacher_cache")
                if method.teacher else None)
-    eval_alpha = cfg.eval_alpha if cfg.eval_alpha is not None else cfg.eps / 4
+    eval_alpha = monitor_alpha(cfg)
     # the method's per-run state (losses.MethodState), built once on the network itself, not its DDP wrapper
     method_state = method.state(model, cfg) if method.state is not None else None
 

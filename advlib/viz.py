@@ -7,10 +7,15 @@ one clamp and one forward pass for any epsilon, so the slider stays responsive o
 from __future__ import annotations
 
 import io
+import textwrap
 from collections import OrderedDict
 from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.transforms as mtransforms
+from matplotlib import patheffects
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
 import numpy as np
 import torch
 import torch.nn as nn
@@ -77,8 +82,8 @@ class FGSMExplorer:
                 f"(clean {100 * self.clean_accuracy:.1f}%; {fooled} correct predictions flipped)")
 
     def figure(self, eps: float):
-        """Original, perturbation (true scale, with a colour bar) and adversarial image for the ``show``
-        images, each with its prediction and confidence (see :func:`image_grid`)."""
+        """Original, perturbation and adversarial image for the ``show`` images, each with its prediction
+        and confidence (see :func:`image_grid`)."""
         r = self.at(eps)
         return image_grid(self.x[self.show], r["x_adv"], self.y[self.show],
                           self.clean_pred[self.show], self.clean_conf[self.show],
@@ -99,12 +104,13 @@ def _to_hwc(img: torch.Tensor) -> np.ndarray:
 def image_grid(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, conf: torch.Tensor,
                pred_adv: torch.Tensor, conf_adv: torch.Tensor, classes: Sequence[str], eps: float,
                size: float = 1.6):
-    """A 3-row grid: originals, perturbations δ = x_adv − x at their true scale, adversarial images,
+    """A 3-row grid: originals, perturbations δ = x_adv − x, adversarial images,
     titled with prediction and confidence (green when right, red when wrong).
 
-    Grey images: δ in blue (−ε) to red (+ε) with a colour bar; white is δ = 0, where the [0, 1] clamp
-    cancelled the step (a black pixel pushed darker, a white one pushed brighter); paler is a step the
-    clamp cut short. Colour images: each channel's δ as 0.5 + δ/(2ε), grey where nothing changed."""
+    Grey images: δ in blue (−ε) to red (+ε) with a colour bar in pixel units; white is δ = 0, where the [0, 1]
+    clamp cancelled the step (a black pixel pushed darker, a white one pushed brighter); paler is a step the
+    clamp cut short. Colour images: :func:`perturbation_image` (δ amplified ×1/(2ε), the factor in the row's
+    label, grey where nothing changed), without a colour bar (each pixel mixes three channels' δ)."""
     n = len(x)
     fig, axes = plt.subplots(3, n, figsize=(size * n + 0.8, size * 3.3), squeeze=False, layout="constrained")
     delta = x_adv - x
@@ -124,19 +130,18 @@ def image_grid(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred: torc
                 if gray:
                     im = ax.imshow(delta[j, 0].detach().cpu().numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
                 else:
-                    ax.imshow(_to_hwc((delta[j] / (2 * scale) + 0.5).clamp(0, 1)))
+                    ax.imshow(perturbation_image(delta[j], scale))
                 continue
             ax.imshow(_to_hwc(img), cmap="gray" if gray else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=9, color="green" if ok else "red")
     axes[0, 0].set_ylabel("original", fontsize=9)
-    axes[1, 0].set_ylabel("perturbation δ\n(true scale)", fontsize=9)
+    axes[1, 0].set_ylabel("perturbation δ\n" + ("(pixel units)" if gray else amplified_label(scale)), fontsize=9)
     axes[2, 0].set_ylabel(f"adversarial\nε = {eps:.3f}", fontsize=9)
-    if im is None:
-        im = plt.cm.ScalarMappable(plt.Normalize(-scale, scale), "gray")
-    cb = fig.colorbar(im, ax=list(axes[1]), shrink=0.9, pad=0.01)
-    cb.set_ticks([-scale, 0, scale])
-    cb.set_ticklabels([f"−{scale:.3g}", "0", f"+{scale:.3g}"])
-    cb.ax.tick_params(labelsize=7)
+    if im is not None:  # grey images only: a colour bar in pixel units
+        cb = fig.colorbar(im, ax=list(axes[1]), shrink=0.9, pad=0.01)
+        cb.set_ticks([-scale, 0, scale])
+        cb.set_ticklabels([f"−{scale:.3g}", "0", f"+{scale:.3g}"])
+        cb.ax.tick_params(labelsize=8)
     return fig
 
 
@@ -172,37 +177,73 @@ def plot_accuracy_vs_eps(eps: Sequence[float], series: dict[str, Sequence[float]
 
 
 def plot_history(histories: dict[str, list[dict]], keys: Sequence[str] = ("holdout_clean", "holdout_pgd"),
-                 labels: Optional[dict] = None, title: str = ""):
-    """Per-epoch held-out accuracies of several training runs."""
+                 labels: Optional[dict] = None, title: str = "", n: Optional[int] = None,
+                 references: Optional[dict[str, float]] = None, zoom: bool = False):
+    """Per-epoch held-out accuracies of several training runs. With ``n`` (the held-out images) a shaded band
+    shows each point's 95% Wilson interval; ``references`` (``{label: accuracy}``) draws each as a labelled
+    horizontal line (e.g. a teacher measured the same way); ``zoom=True`` fits the y-axis to the data, the
+    intervals and the references instead of 0-100%. The legend sits below the axes, off the data."""
     labels = labels or {"holdout_clean": "clean", "holdout_pgd": "PGD", "holdout_fgsm": "FGSM"}
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
     styles = ["-", "--", ":", "-."]
+    shown = []
     for c, (name, hist) in enumerate(histories.items()):
         for s, k in enumerate(keys):
             ep = [h["epoch"] for h in hist]
-            ax.plot(ep, [100 * h[k] for h in hist], styles[s % 4], color=f"C{c}", marker="o", ms=3,
+            acc = [h[k] for h in hist]
+            ax.plot(ep, [100 * a for a in acc], styles[s % 4], color=f"C{c}", marker="o", ms=3,
                     label=f"{name}: {labels.get(k, k)}")
+            shown += acc
+            if n:
+                band = [stats.interval(min(max(a, 0.0), 1.0), n) for a in acc]
+                ax.fill_between(ep, [100 * lo for lo, _ in band], [100 * hi for _, hi in band], color=f"C{c}",
+                                alpha=0.15, lw=0)
+                shown += [v for b in band for v in b]
+    for r, (label, acc) in enumerate((references or {}).items()):
+        ax.axhline(100 * acc, color="0.25", ls=(0, (5, 2 + 2 * r)), lw=1.2, label=label)
+        shown.append(acc)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_ylim(-2, 102)
+    epochs = sorted({h["epoch"] for hist in histories.values() for h in hist})
+    if len(epochs) <= 12 and all(float(e).is_integer() for e in epochs):
+        ax.set_xticks(epochs)  # whole epochs: one tick each
+    ax.set_ylabel("held-out accuracy (%)" + (f"\n95% interval shaded ({n} images)" if n else ""))
+    if zoom and shown:
+        lo, hi = 100 * min(shown), 100 * max(shown)
+        pad = max(1.0, 0.08 * (hi - lo))
+        ax.set_ylim(max(-2, lo - pad), min(102, hi + pad))
+    else:
+        ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2 if len(ax.lines) < 9 else 3,
+              frameon=False)
     if title:
         ax.set_title(title)
     return fig
 
 
 def plot_tradeoff(points: dict[str, tuple[float, float]], xlabel: str = "clean accuracy (%)",
-                  ylabel: str = "robust accuracy (%)", title: str = ""):
+                  ylabel: str = "robust accuracy (%)", title: str = "",
+                  intervals: Optional[dict[str, tuple[tuple[float, float], tuple[float, float]]]] = None):
     """One point per model, ``{label: (clean accuracy, robust accuracy)}`` (fractions), each annotated with its
-    label: a trade-off such as TRADES' β sweep."""
-    fig, ax = plt.subplots(figsize=(5.6, 4))
-    for label, (x, y) in points.items():
-        ax.scatter(100 * x, 100 * y, s=40)
-        ax.annotate(label, (100 * x, 100 * y), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    label: a trade-off such as TRADES' β sweep. With ``intervals`` (``{label: ((low, high) of the clean
+    accuracy, (low, high) of the robust one)}``, e.g. the results' Wilson intervals) each point carries its 95%
+    intervals as error bars in both directions (the axes' labels say so). The labels sit up and to the right of
+    their points, between the error bars, and the axes leave room for them."""
+    fig, ax = plt.subplots(figsize=(6, 4.4), layout="constrained")
+    xy = np.array([[100 * x, 100 * y] for x, y in points.values()]).reshape(-1, 2)
+    span = np.maximum(np.ptp(xy, 0) if len(xy) else np.ones(2), 1.0)
+    for k, (label, (x, y)) in enumerate(points.items()):
+        iv = (intervals or {}).get(label)
+        err = ([[100 * (x - iv[0][0])], [100 * (iv[0][1] - x)]], [[100 * (y - iv[1][0])], [100 * (iv[1][1] - y)]]) \
+            if iv else (None, None)
+        ax.errorbar([100 * x], [100 * y], xerr=err[0], yerr=err[1], fmt="o", ms=7, color=f"C{k}", capsize=3, lw=1)
+        near = int((np.abs(xy[:k] - xy[k]) < 0.06 * span).all(1).sum())  # earlier labels at (nearly) the same place
+        ax.annotate(label, (100 * x, 100 * y), textcoords="offset points", xytext=(7, 7 + 14 * near), fontsize=10)
+    ax.margins(x=0.25, y=0.2)
+    suffix = ", 95% interval" if intervals else ""
+    ax.set_xlabel(xlabel + suffix)
+    ax.set_ylabel(ylabel + suffix)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
     return fig
 
@@ -314,78 +355,123 @@ def eps_gallery(rows: dict[str, tuple], eps_values: Sequence[float], classes: Op
     return fig
 
 
-def perturbation_scale(panels: dict[str, tuple[torch.Tensor, torch.Tensor, float]], size: float = 1.7):
-    """What an L-infinity budget looks like on different data: one row per entry ``{label: (x, x_adv, eps)}``
-    with the perturbed images and the perturbations at their true scale, with a colour bar in pixel units
-    (grey images: −ε blue, +ε red; colour images: each channel's δ as 0.5 + δ/(2ε), so grey means
-    unchanged). Pixels where the [0, 1] clamp cut the step show paler than ±ε."""
+def amplification(eps: float) -> float:
+    """The factor k that :func:`perturbation_image` multiplies δ by: 1/(2ε), so that ±ε reaches black and white."""
+    return 1 / (2 * max(float(eps), 1e-6))
+
+
+def perturbation_image(delta: torch.Tensor, eps: float) -> np.ndarray:
+    """A perturbation δ (C, H, W) as an image: each channel's δ·k + 0.5 with k = :func:`amplification` (ε), so that
+    mid-grey is no change and black / white a full step of −ε / +ε in that channel (H, W, C, or H, W for one
+    channel). Pixels where the [0, 1] clamp cut the step short show closer to grey."""
+    return _to_hwc((delta * amplification(eps) + 0.5).clamp(0, 1))
+
+
+def amplified_label(eps: float) -> str:
+    """The label of a perturbation shown by :func:`perturbation_image`: its amplification written out."""
+    return f"δ ×{amplification(eps):.3g} (+0.5)"
+
+
+def perturbation_scale(panels: dict[str, tuple[torch.Tensor, torch.Tensor, float]], size: float = 1.25):
+    """What an L∞ budget looks like on different data: one block of three rows per entry
+    ``{label: (x, x_adv, eps)}``, one column per image: the clean images and the perturbed images, both as they
+    are (true scale), then the perturbation δ = x_adv − x amplified by 1/(2ε), the factor written in the row's
+    label (:func:`perturbation_image`: mid-grey is no change, black / white a full step of −ε / +ε per channel).
+    No colour bar: on colour images each pixel mixes three channels' δ."""
     n = max(len(v[0]) for v in panels.values())
-    fig, axes = plt.subplots(len(panels), 2 * n + 1, figsize=(size * (2 * n + 1), size * 1.15 * len(panels)),
-                             squeeze=False, gridspec_kw={"width_ratios": [1] * (2 * n) + [0.08]})
-    for i, (label, (x, x_adv, eps)) in enumerate(panels.items()):
+    fig = plt.figure(figsize=(size * n + 1.3, (3 * size + 0.45) * len(panels)), layout="constrained")
+    for sub, (label, (x, x_adv, eps)) in zip(np.atleast_1d(fig.subfigures(len(panels), 1)), panels.items()):
+        axes = sub.subplots(3, n, squeeze=False)
         gray = x.shape[1] == 1
         delta = x_adv - x
-        im = None
         for j in range(n):
-            a_img, a_d = axes[i, 2 * j], axes[i, 2 * j + 1]
-            for a in (a_img, a_d):
+            for a in axes[:, j]:
                 a.set_xticks([])
                 a.set_yticks([])
-            if j >= len(x):
-                a_img.axis("off")
-                a_d.axis("off")
-                continue
-            a_img.imshow(_to_hwc(x_adv[j]), cmap="gray" if gray else None, vmin=0, vmax=1)
-            if gray:
-                im = a_d.imshow(delta[j, 0].cpu().numpy(), cmap="RdBu_r", vmin=-eps, vmax=eps)
-            else:  # each channel's δ mapped to 0.5 + δ/(2ε): grey where nothing changed
-                a_d.imshow(_to_hwc((delta[j] / (2 * eps) + 0.5).clamp(0, 1)))
-                im = im or plt.cm.ScalarMappable(plt.Normalize(-eps, eps), "gray")
-            if i == 0:
-                a_img.set_title("perturbed image", fontsize=8)
-                a_d.set_title("perturbation", fontsize=8)
-        axes[i, 0].set_ylabel(label, fontsize=8)
-        cb = fig.colorbar(im, cax=axes[i, -1])
-        cb.set_ticks([-eps, 0, eps])
-        cb.set_ticklabels([f"−{eps:.3g}", "0", f"+{eps:.3g}"])
-        cb.ax.tick_params(labelsize=7)
-    fig.tight_layout()
+                if j >= len(x):
+                    a.axis("off")
+            if j < len(x):
+                axes[0, j].imshow(_to_hwc(x[j]), cmap="gray" if gray else None, vmin=0, vmax=1)
+                axes[1, j].imshow(_to_hwc(x_adv[j]), cmap="gray" if gray else None, vmin=0, vmax=1)
+                axes[2, j].imshow(perturbation_image(delta[j], eps), cmap="gray" if gray else None, vmin=0, vmax=1)
+        for a, row in zip(axes[:, 0], ("clean", "adversarial", "perturbation\n" + amplified_label(eps))):
+            a.set_ylabel(row, fontsize=9)
+        sub.suptitle(f"{label}: clean and adversarial images at true scale, perturbation amplified "
+                     f"×{amplification(eps):.3g}", fontsize=10)
     return fig
+
+
+def _wrap(label: str, width: int = 22) -> str:
+    """A tick label broken into lines of at most ``width`` characters (at spaces), so that neighbours never overlap."""
+    return textwrap.fill(label, width, break_long_words=False) if len(label) > width else label
+
+
+BAR_LABEL_SIZE = 8  # points: the value written above each bar (the course's smallest font)
 
 
 def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title: str = "",
               intervals: Optional[dict[str, dict[str, tuple]]] = None):
     """Grouped bars: one group per row (model), one bar per column (attack), in %, each labelled with its
-    value (so a bar at 0% is visible too); with ``intervals`` (``{row: {column: (low, high)}}``, e.g.
-    :func:`advlib.evaluate.intervals`) each bar carries its 95% interval. The legend sits below the axes."""
+    value above its interval (a bar at 0% also gets a thick stroke on the axis in its colour, so it is seen);
+    with ``intervals`` (``{row: {column: (low, high)}}``, e.g. :func:`advlib.evaluate.intervals`) each bar
+    carries its 95% interval. The figure widens with the number of bars so that the labels (vertical,
+    :data:`BAR_LABEL_SIZE` points) never overlap; long row names are wrapped; the legend sits below the axes."""
     rows = list(table)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(rows), 4.4))
+    n_bars = len(rows) * len(columns)
+    width = max(6.4, 1.2 + 0.2 * n_bars)
+    fig, ax = plt.subplots(figsize=(width, 4.8), layout="constrained")
     w = 0.8 / len(columns)
+    on_axis = mtransforms.offset_copy(ax.transData, fig, y=1.5, units="points")  # a 3-point stroke just above y = 0
     for j, c in enumerate(columns):
         vals = np.array([100 * table[r].get(c, np.nan) for r in rows], dtype=float)
         pos = np.arange(len(rows)) + (j - (len(columns) - 1) / 2) * w
-        yerr = None
+        yerr = np.zeros((2, len(rows)))
         if intervals:
             iv = [intervals.get(r, {}).get(c) for r in rows]
             yerr = np.array([[v - 100 * i[0], 100 * i[1] - v] if i else [0, 0] for v, i in zip(vals, iv)]).T
             yerr = np.nan_to_num(np.clip(yerr, 0, None))
-        bars = ax.bar(pos, vals, w, label=c, yerr=yerr, capsize=2, error_kw={"lw": 0.8})
-        for p_, v in zip(pos, vals):
-            if np.isfinite(v):
-                ax.text(p_, v + 1.5, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
-                if v < 0.5:  # a zero-height bar: a thick stroke on the axis, in the bar's colour
-                    ax.plot([p_ - w / 2, p_ + w / 2], [0.4, 0.4], color=bars.patches[0].get_facecolor(), lw=3,
-                            solid_capstyle="butt", clip_on=False)
+        bars = ax.bar(pos, vals, w, label=c, yerr=yerr if intervals else None, capsize=2, error_kw={"lw": 0.8})
+        colour = bars.patches[0].get_facecolor()
+        for p_, v, up in zip(pos, vals, yerr[1]):
+            if not np.isfinite(v):
+                continue
+            ax.text(p_, v + up + 1.0, f"{v:.0f}", ha="center", va="bottom", rotation=90, fontsize=BAR_LABEL_SIZE)
+            if v < 0.5:  # a zero-height bar: a thick stroke on the axis, in the bar's colour
+                ax.plot([p_ - w / 2, p_ + w / 2], [0, 0], color=colour, lw=3, solid_capstyle="butt", transform=on_axis,
+                        zorder=3)
     ax.set_xticks(np.arange(len(rows)))
-    ax.set_xticklabels(rows, rotation=15, ha="right", fontsize=8)
+    ax.set_xticklabels([_wrap(r) for r in rows], fontsize=9)
     ax.set_ylabel("accuracy (%)" + (", 95% intervals" if intervals else ""))
-    ax.set_ylim(0, 108)
+    ax.set_ylim(0, 118)  # room for the labels above the highest interval
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(len(columns), len(rows) + 1), loc="upper center", bbox_to_anchor=(0.5, -0.22),
-              frameon=False)
+    ax.legend(fontsize=9, ncol=min(len(columns), int(width // 1.3)), loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.05 * max(
+        r.count("\n") for r in map(_wrap, rows))), frameon=False)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
+    return fig
+
+
+def plot_interval_width(ns: Sequence[int], accuracies: Sequence[float] = (0.1, 0.3, 0.5),
+                        marks: Optional[dict[int, str]] = None, title: str = ""):
+    """Half the width of the 95% Wilson interval (points) against the number of test images ``ns`` (log scale),
+    one line per accuracy. ``marks`` (``{n: what}``) draws a dotted vertical line at each n, named on a scale
+    above the axes, off the curves; the legend sits below the axes."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for p in accuracies:
+        ax.plot(ns, [100 * stats.half_width(p, int(n)) for n in ns], marker="o", label=f"accuracy {p:.0%}")
+    ax.set_xscale("log")
+    if marks:
+        for n in marks:
+            ax.axvline(n, color="0.6", ls=":", lw=1)
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(list(marks), [_wrap(m, 14) for m in marks.values()], fontsize=8)
+        top.minorticks_off()
+    ax.set_xlabel("number of test images n")
+    ax.set_ylabel("95% interval half-width (points)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=len(accuracies), frameon=False, fontsize=9)
     return fig
 
 
@@ -393,30 +479,38 @@ def plot_soft_labels(images: torch.Tensor, labels: torch.Tensor, probs: dict[str
                      classes: Sequence[str], eps_text: str = "8/255"):
     """Soft labels on natural vs adversarial inputs: one column per image (the image on top), one row of
     bar charts per model with its probabilities on x (grey) and on its own adversarial x' (red); the true
-    class is marked. ``probs``: ``{model name: (p(x), p(x'))}``, each (n, classes)."""
+    class is marked by a green dotted line (in the legend) and its name in green. Class names are written in
+    full under the bottom row (the rows share them). ``probs``: ``{model name: (p(x), p(x'))}``, each (n, classes)."""
     n, rows = len(images), len(probs)
-    fig, axes = plt.subplots(1 + rows, n, figsize=(2.0 * n + 0.6, 1.3 + 1.75 * rows),
+    fig, axes = plt.subplots(1 + rows, n, figsize=(2.1 * n + 0.9, 2.2 + 1.9 * rows), layout="constrained",
                              gridspec_kw={"height_ratios": [1.0] + [1.25] * rows}, squeeze=False)
     idx = np.arange(len(classes))
     for j in range(n):
+        true = int(labels[j])
         axes[0, j].imshow(_to_hwc(images[j]), interpolation="nearest")
-        axes[0, j].set_title(f"true: {classes[int(labels[j])]}", fontsize=8)
+        axes[0, j].set_title(f"true: {classes[true]}", fontsize=9)
         axes[0, j].axis("off")
         for i, (name, (p_nat, p_adv)) in enumerate(probs.items(), start=1):
             ax = axes[i, j]
             ax.bar(idx - 0.2, 100 * p_nat[j].cpu().numpy(), 0.4, color="0.55", label="natural x")
             ax.bar(idx + 0.2, 100 * p_adv[j].cpu().numpy(), 0.4, color="tab:red",
                    label=f"adversarial x' (PGD, ε = {eps_text})")
-            ax.axvline(int(labels[j]), color="tab:green", lw=0.8, ls=":")
+            ax.axvline(true, color="tab:green", lw=1.2, ls=":", label="true class")
             ax.set_ylim(0, 100)
             ax.set_xticks(idx)
-            ax.set_xticklabels([c[:4] for c in classes], rotation=90, fontsize=6)
-            ax.tick_params(axis="y", labelsize=6)
+            ax.tick_params(axis="both", labelsize=8)
+            if i < rows:
+                ax.set_xticklabels([])
+            else:
+                ax.set_xticklabels(classes, rotation=90, fontsize=8)
+                ax.get_xticklabels()[true].set_color("tab:green")
             if j == 0:
-                ax.set_ylabel(f"{name}\nprobability (%)", fontsize=8)
-    handles, labels_ = axes[1, 0].get_legend_handles_labels()
-    fig.legend(handles, labels_, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+                ax.set_ylabel(f"{name}\nprobability (%)", fontsize=9)
+            else:
+                ax.set_yticklabels([])
+    handles, labels_ = axes[1, 0].get_legend_handles_labels()  # the line first: put it after the bars
+    fig.legend(handles[1:] + handles[:1], labels_[1:] + labels_[:1], loc="outside lower center", ncol=3, fontsize=9,
+               frameon=False)
     return fig
 
 
@@ -515,31 +609,77 @@ def _d1_label(result: dict) -> str:
     return GRADIENT_AXIS if result["direction"] == "gradient" else "first " + RANDOM_AXIS
 
 
-def plot_loss_surface(surfaces: dict[str, dict], index: Optional[int] = 0, kind: str = "contour"):
+def in_ball(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which points (a, b) of a :func:`advlib.landscape.loss_surface` plane lie in the ε-ball: both directions
+    are ±1 in every pixel, so x + aε·d1 + bε·d2 moves some pixel by (|a| + |b|)·ε, and the L∞ ball is the diamond
+    |a| + |b| ≤ 1 (the square's corners are 2ε away)."""
+    return np.abs(a) + np.abs(b) <= 1 + 1e-9
+
+
+def plot_loss_surface(surfaces: dict[str, dict], index: Optional[int] = 0, kind: str = "contour", log: bool = True):
     """The cross-entropy around image ``index`` (None: the mean over images), one panel per model, from
     ``{model: advlib.landscape.loss_surface(...)}``: filled contours (``kind="contour"``) or a 3-D surface
-    (``"3d"``), each with its colour bar. A smooth bowl rising along the gradient is what a robust model
-    looks like; a jagged surface, or one flat along the gradient, says the gradient is masked."""
+    (``"3d"``), each with its colour bar. The ε-ball is outlined (:func:`in_ball`: only the diamond |a| + |b| ≤ 1
+    of the plane lies in the threat model) and the highest loss inside it is marked. ``log``: colours (3-D: the
+    height) on a log scale, since the loss at the square's corners, 2ε away, can dwarf the loss inside the ball.
+
+    Inside the ball, a model whose gradient is informative has its highest loss near (1, 0), the FGSM point,
+    and its lowest towards (−1, 0); a surface flat or jagged along the gradient says the gradient is masked.
+    Outside it, the gradient at x is no guide: the loss need not grow along it over steps of 2ε."""
     if kind not in ("contour", "3d"):
         raise ValueError(f"kind must be 'contour' or '3d'; got {kind!r}.")
-    fig, axes = _panels(len(surfaces), 4.6, 3.9, **({"projection": "3d"} if kind == "3d" else {}))
+    fig, axes = _panels(len(surfaces), 4.8, 4.2, **({"projection": "3d"} if kind == "3d" else {}))
     for ax, (name, r) in zip(axes, surfaces.items()):
-        ga, gb = np.meshgrid(r["a"].numpy(), r["b"].numpy(), indexing="ij")
+        a, b = r["a"].numpy(), r["b"].numpy()
+        ga, gb = np.meshgrid(a, b, indexing="ij")
         z = _pick(r["loss"], index)
+        inside = in_ball(ga, gb)
+        top = np.unravel_index(np.where(inside, z, -np.inf).argmax(), z.shape)
+        if log:  # a loss of exactly 0 (a saturated softmax) is drawn at the smallest positive value shown
+            z = np.maximum(z, max(float(z[z > 0].min()) if (z > 0).any() else 1e-12, float(z.max()) * 1e-9))
         lo, hi = float(z.min()), float(z.max())
-        hi = hi if hi - lo > 1e-6 * (1 + abs(lo)) else lo + 1.0  # a flat surface: one colour, a readable bar
+        hi = hi if hi - lo > 1e-6 * (1 + abs(lo)) else lo * 10 if log else lo + 1.0  # a flat surface: one colour
+        label = "cross-entropy" + (" (log scale)" if log else "")
         if kind == "3d":
-            im = ax.plot_surface(ga, gb, z, cmap="viridis", vmin=lo, vmax=hi, linewidth=0, antialiased=True)
-            ax.set_zlabel("cross-entropy", fontsize=8)
+            height = np.log10(z) if log else z
+            im = ax.plot_surface(ga, gb, height, cmap="viridis", linewidth=0, antialiased=True)
+            ax.set_zlabel("log₁₀ cross-entropy" if log else "cross-entropy", fontsize=8)
+            ax.plot([1, 0, -1, 0, 1], [0, 1, 0, -1, 0], [float(height.min())] * 5, "k--", lw=1, label="ε-ball (‖δ‖∞ ≤ ε)")
+            fig.colorbar(im, ax=ax, label=("log₁₀ " if log else "") + "cross-entropy", shrink=0.7, pad=0.15)
         else:
-            im = ax.contourf(ga, gb, z, levels=np.linspace(lo, hi, 21), cmap="viridis")
-            ax.plot([0], [0], "w+", ms=9, mew=1.5)
-        ax.set_xlabel(_d1_label(r), fontsize=8)
-        ax.set_ylabel(RANDOM_AXIS, fontsize=8)
+            levels = np.geomspace(lo, hi, 22) if log else np.linspace(lo, hi, 21)
+            im = ax.contourf(ga, gb, z, levels=levels, cmap="viridis", norm=LogNorm(lo, hi) if log else None)
+            edge = [patheffects.withStroke(linewidth=3, foreground="0.15")]  # white lines seen on light colours too
+            ax.plot([1, 0, -1, 0, 1], [0, 1, 0, -1, 0], color="white", ls="--", lw=1.3, path_effects=edge,
+                    label="ε-ball (‖δ‖∞ ≤ ε)")
+            ax.plot([0], [0], "w+", ms=10, mew=1.8, ls="none", path_effects=edge, label="x (clean image)")
+            ax.plot([a[top[0]]], [b[top[1]]], marker="X", color="tab:red", mec="white", ms=10, ls="none", clip_on=False,
+                    zorder=3, label="highest loss in the ε-ball")
+            cb = fig.colorbar(im, ax=ax, label=label)
+            if log:
+                ticks = _log_ticks(lo, hi)
+                cb.set_ticks(ticks)
+                cb.ax.yaxis.set_major_formatter(LogFormatterSciNotation() if _decades(ticks) else
+                                                FuncFormatter(lambda v, _: f"{v:.3g}"))
+                cb.ax.minorticks_off()
+        ax.set_xlabel(_d1_label(r), fontsize=9)
+        ax.set_ylabel(RANDOM_AXIS, fontsize=9)
         ax.set_title(f"{name}\n{_which(index, len(r['loss']))}, ε = {r['eps']:.3g}", fontsize=9)
-        fig.colorbar(im, ax=ax, label="cross-entropy", **({"shrink": 0.7, "pad": 0.15} if kind == "3d" else {}))
-    fig.tight_layout()
+    _legend_below(fig, axes[0])
     return fig
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Colour-bar ticks for a log scale from ``lo`` to ``hi``: the powers of ten between them (at most six), or
+    four ticks spaced evenly on the log scale when fewer than two powers of ten lie between them."""
+    powers = 10.0 ** np.arange(np.ceil(np.log10(lo)), np.floor(np.log10(hi)) + 1)
+    powers = powers[::max(1, int(np.ceil(len(powers) / 6)))]
+    return list(powers) if len(powers) >= 2 else list(np.geomspace(lo, hi, 4))
+
+
+def _decades(ticks: Sequence[float]) -> bool:
+    """Whether ``ticks`` are powers of ten (:func:`_log_ticks` over more than a decade)."""
+    return all(np.isclose(np.log10(t), np.round(np.log10(t))) for t in ticks)
 
 
 def plot_loss_slices(surfaces: dict[str, dict], index: Optional[int] = 0):

@@ -381,7 +381,7 @@ def test_soft_labels_and_their_stability():
 
 def test_the_notebooks_figures():
     fig = viz.plot_tradeoff({"β = 1": (0.8, 0.4), "β = 6": (0.7, 0.45)}, title="t")
-    assert len(fig.axes[0].collections) == 2 and len(fig.axes[0].texts) == 2
+    assert len(fig.axes[0].containers) == 2 and len(fig.axes[0].texts) == 2  # a point and a label per model
     fig = viz.plot_accuracy_vs_steps({"a": [0.5, 0.4, 0.3]}, ["FGSM", "PGD-1", "PGD-2"])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["FGSM", "PGD-1", "PGD-2"]
     hist = [{"epoch": e, "holdout_pgd": 0.3 + 0.01 * e} for e in (1, 2, 3)]
