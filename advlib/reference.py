@@ -8,6 +8,7 @@ figures are L∞ with ε = 8/255, all MNIST figures L∞ with ε = 0.3; accuraci
 * :data:`RSLAD_REPRODUCTION`: an independent reproduction (last checkpoint); ``None`` = not reported.
 * :data:`ANCHORS`: other single-model anchors (TRADES, fast_adversarial, AutoAttack READMEs).
 * :data:`AWP_README`: AWP's WRN-34-10 rows (clean, AutoAttack) from its README (not on the sheet).
+* :data:`ADAAD_ABSTRACT_AA`: AdaAD's ResNet-18 student under AutoAttack, the one figure its abstract gives.
 
 :func:`published_tables` gives all of them as uniform tables (for the course report);
 :func:`match` finds the published rows for a model and a training method that a notebook declared
@@ -134,6 +135,14 @@ AWP_CITATION = ('Wu, Xia, Wang: "Adversarial Weight Perturbation Helps Robust Ge
 AWP_MODEL = "WRN-34-10"
 AWP_README: dict[str, tuple[float, float]] = {"AT-AWP": (85.36, 53.97), "TRADES-AWP": (85.36, 56.17),
                                               "MART-AWP": (84.43, 54.23)}
+
+# AdaAD's own figure (not on the sheet): the paper's abstract, "the ResNet-18 model trained by AdaAD achieves
+# top-rank performance (54.23% robust accuracy) on RobustBench under AutoAttack" (CIFAR-10, L∞ 8/255). The
+# official repository's README gives no table; the abstract gives no clean accuracy and does not name the teacher.
+ADAAD_CITATION = ('Huang, Chen, Wang, Lu, Cheng, Wang: "Boosting Accuracy and Robustness of Student Models via '
+                  'Adaptive Adversarial Distillation", CVPR 2023, abstract')
+ADAAD_MODEL = "ResNet-18"
+ADAAD_ABSTRACT_AA = 54.23
 
 
 # --------------------------------------------------------------------------- uniform tables
