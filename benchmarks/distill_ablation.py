@@ -2,6 +2,7 @@
 
     python benchmarks/distill_ablation.py                      # seeds 0 1 2, 10,000 training images
     python benchmarks/distill_ablation.py --seeds 0 --only rslad rslad_natural
+    python benchmarks/distill_ablation.py --only rslad adaad --table benchmarks/results/distill_ablation_adaad.md
 
 Each row is a student of notebook 05 (airbench_s, the recipe's optimiser and five epochs, its loss scale as its
 recipe keeps it: ``benchmarks/distill_budget.py`` chose it) trained on ``--train-samples`` images, one run per
@@ -15,6 +16,7 @@ PGD_SAT column) and CW∞-20. The rows:
 * ``ard``            ARD as the official code runs it (τ = 30, its attack in training mode)
 * ``ard_eval``       ARD with its attack crafted in eval mode (the diagnosis of ARD's gap: the attack's mode)
 * ``ard_tau4``       ARD at temperature 4 instead of 30 (the diagnosis: τ = 30 matches logits, not probabilities)
+* ``adaad``          AdaAD (Huang et al. 2023): the student attacked on KL(student ‖ teacher) through the teacher
 
 The three first rows are RSLAD's ablation (robust soft labels vs natural soft labels vs hard labels, Zi et al.
 2021 §3); ``rslad`` against ``sat`` and ``ard`` are the comparisons notebook 05 states. For each pair the table
@@ -46,10 +48,14 @@ VARIANTS = {  # name: (recipe, tag, overrides, teacher: None = the robust one, "
     "ard": ("cifar_d_ard", "", {}, None),
     "ard_eval": ("cifar_d_ard", "eval_attack", {"attack_mode": "eval"}, None),
     "ard_tau4": ("cifar_d_ard", "tau4", {"params": {"tau": 4.0, "kd_weight": 1.0}}, None),
+    "adaad": ("cifar_d_adaad", "", {}, None),
 }
+DEFAULT = ("sat", "rslad", "rslad_natural", "ard", "ard_eval", "ard_tau4")  # the committed table's rows
 LABELS = {"sat": "SAT (hard labels)", "rslad": "RSLAD, robust teacher", "rslad_natural": "RSLAD, natural teacher",
-          "ard": "ARD (attack in train mode, as official)", "ard_eval": "ARD, attack in eval mode", "ard_tau4": "ARD, τ = 4"}
-PAIRS = (("rslad", "sat"), ("rslad", "rslad_natural"), ("rslad", "ard"), ("ard_eval", "ard"), ("ard_tau4", "ard"))
+          "ard": "ARD (attack in train mode, as official)", "ard_eval": "ARD, attack in eval mode", "ard_tau4": "ARD, τ = 4",
+          "adaad": "AdaAD, robust teacher"}
+PAIRS = (("rslad", "sat"), ("rslad", "rslad_natural"), ("rslad", "ard"), ("ard_eval", "ard"), ("ard_tau4", "ard"),
+         ("adaad", "rslad"), ("adaad", "sat"))
 
 
 def natural_teacher(a) -> Path:
@@ -102,7 +108,8 @@ def paired(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(DEFAULT),
+                   help=f"the rows to run (default: {' '.join(DEFAULT)}; adaad on request: about 3x RSLAD's time)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--train-samples", type=int, default=10000, help="training images per run (default 10,000)")
     p.add_argument("--teacher", type=Path, default=distill_budget.TEACHER, help="the robust teacher")
@@ -133,7 +140,9 @@ def main(argv=None) -> int:
     a.table.write_text(
         "# Notebook 05's students on several seeds, and RSLAD's ablation (small budget)\n\n"
         f"Command: `python benchmarks/distill_ablation.py --seeds {' '.join(map(str, a.seeds))} "
-        f"--train-samples {a.train_samples}`. Each student: {a.train_samples:,} training images, five epochs, "
+        f"--train-samples {a.train_samples}"
+        + (f" --only {' '.join(a.only)} --table {paths.shown(a.table)}" if a.only != list(DEFAULT) else "") + "`."
+        f" Each student: {a.train_samples:,} training images, five epochs, "
         "its recipe's loss scale; evaluated on the 1,017 pixel-exact test images (PGD-20: step 2/255, uniform "
         "start; CW∞-20: step 2/255). Mean ± standard deviation over seeds (training variance); the McNemar "
         "tests below are per seed and cover only the choice of test images.\n\n" + text + "\n")
