@@ -157,9 +157,9 @@ def run_settings(configs: Mapping[str, TrainConfig], keys: Sequence[str] = RUN_S
     (None for the whole training set)."""
     out = {}
     for title, c in configs.items():
-        held = min(c.holdout, c.train_samples // 5) if c.train_samples is not None else None
+        n = c.train_samples
         out[str(title)] = {**{k: getattr(c, k) for k in keys},
-                           "train_images": None if held is None else c.train_samples - held}
+                           "train_images": None if n is None else n - train.holdout_size(c, n)}
     return out
 
 

@@ -147,10 +147,15 @@ def quick_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, a
     return out
 
 
+def holdout_size(cfg: TrainConfig, n_images: int) -> int:
+    """How many of a run's ``n_images`` training images it holds out: ``cfg.holdout``, at most a fifth."""
+    return min(cfg.holdout, n_images // 5)
+
+
 def split_holdout(cfg: TrainConfig, train_data: data_mod.Dataset) -> tuple[data_mod.Dataset, data_mod.Dataset]:
-    """(training images, held-out images) of a run: ``cfg.holdout`` images (at most a fifth) set aside with a
-    permutation seeded by ``cfg.seed``; the monitor scores the first ``cfg.eval_samples`` of them."""
-    return train_data.split_off(min(cfg.holdout, len(train_data) // 5), seed=cfg.seed)
+    """(training images, held-out images) of a run: :func:`holdout_size` images set aside with a permutation
+    seeded by ``cfg.seed``; the monitor scores the first ``cfg.eval_samples`` of them."""
+    return train_data.split_off(holdout_size(cfg, len(train_data)), seed=cfg.seed)
 
 
 def monitor_alpha(cfg: TrainConfig) -> float:
