@@ -395,6 +395,38 @@ def autoattack_col(tab: dict) -> Optional[str]:
     return next((c for c in ("APGD-CE+T", "AA") if c in tab.get("columns", [])), None)
 
 
+def paired_attacks(tab: dict, row: str, a: str, b: str) -> Optional[dict]:
+    """Two attack columns of one row, paired image by image through the table's worst-case column when that column
+    is the per-image worst case over exactly these two on the same images: ``{"n", "only_a_breaks",
+    "only_b_breaks", "p_value"}`` (exact McNemar). ``None`` when the table cannot pair them."""
+    meta = tab.get("columns_meta", {})
+    worst = next((c for c, cm in meta.items() if cm.get("attack", {}).get("kind") == "worst_case"
+                  and sorted(cm["attack"].get("of", [])) == sorted([a, b])), None)
+    if worst is None or not n_of(tab, a) == n_of(tab, b) == n_of(tab, worst) > 0:
+        return None
+    r, n = tab["rows"][row], n_of(tab, worst)
+    # an image right under A but not under both was broken by B alone, and the other way round
+    only_b, only_a = round(n * (r[a] - r[worst])), round(n * (r[b] - r[worst]))
+    return {"n": n, "only_a_breaks": only_a, "only_b_breaks": only_b, "p_value": stats.mcnemar_p(only_a, only_b)}
+
+
+def attack_gap_text(tab: dict, row: str, a: str, b: str) -> str:
+    """Whether attack ``a`` or ``b`` is the stronger on one row's images: by McNemar's test when the table pairs
+    them (:func:`paired_attacks`), else by the 95% intervals."""
+    r, n = tab["rows"][row], n_of(tab, a)
+    t = paired_attacks(tab, row, a, b)
+    short = {c: c.split(" (")[0] for c in (a, b)}  # "PGD-20 (step 2/255)" -> "PGD-20"
+    if t is None:
+        return f"{short[a]} is " + compare(r[a], n, r[b], n_of(tab, b)) + f" {short[b]} on the same images."
+    counts = (f"{short[b]} breaks {t['only_b_breaks']} images that {short[a]} leaves correct, {short[a]} "
+              f"{t['only_a_breaks']} that {short[b]} leaves (exact McNemar {p_text(t['p_value'])})")
+    if t["p_value"] >= 0.05:
+        return counts + ": the two attacks are within the noise of each other on these images."
+    strong, weak = (b, a) if t["only_b_breaks"] > t["only_a_breaks"] else (a, b)
+    return (counts + f": {short[weak]} overstates this model's robustness by {pts(r[weak] - r[strong])} on these "
+            "images.")
+
+
 def run_text(m: dict, title: str) -> str:
     """What a training run of the notebook was, from ``metrics["runs"]`` (:func:`advlib.experiments.run_settings`)."""
     r = m.get("runs", {}).get(title)
@@ -452,7 +484,34 @@ def checkpoint_rows(m: dict, checkpoint: str) -> tuple[dict, dict, int, list[str
     row at checkpoint, the AutoAttack column measured on the most images or None)``."""
     tab = table(m, "rslad_columns")
     titles = [r[:-len(f" ({checkpoint})")] for r in tab["rows"] if r.endswith(f" ({checkpoint})")]
-    return tab, tab["rows"], n_of(tab, "Clean"), titles, autoattack_col(tab)
+    return tab, tab["rows"], n_of(tab, "Clean"), in_method_order(tab, titles, checkpoint), autoattack_col(tab)
+
+
+# The order in which the notebooks introduce the training methods (names of advlib.losses): findings list rows in it,
+# since a committed notebook stores its metrics with their keys sorted (nbformat), so the order of a dict is lost.
+METHOD_ORDER = ("standard", "fgsm", "fgsm_two_pass", "fgsm_weighted", "fgsm_rs", "n_fgsm", "pgd", "trades", "mart",
+                "awp_pgd", "awp_trades", "ard", "iad", "rslad", "adaad")
+
+
+def in_method_order(tab: dict, titles: Sequence[str], checkpoint: str) -> list[str]:
+    """``titles`` by their rows' training method (:data:`METHOD_ORDER`; unknown methods last), then by name: the
+    same order whether or not the metrics' keys were sorted."""
+    meta = tab.get("rows_meta", {})
+
+    def key(t: str) -> tuple:
+        method = meta.get(f"{t} ({checkpoint})", {}).get("method")
+        return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), t)
+    return sorted(titles, key=key)
+
+
+def paired_in_order(m: dict, titles: Sequence[str]) -> list[tuple[str, dict]]:
+    """The notebook's paired tests ``("A vs B", tests)`` ordered by B, then A, in the order of ``titles``."""
+    pos = {t: i for i, t in enumerate(titles)}
+
+    def key(name: str) -> tuple:
+        a, b = name.split(" vs ")
+        return (pos.get(b, len(pos)), pos.get(a, len(pos)), name)
+    return [(k, m["paired"][k]) for k in sorted(m.get("paired", {}), key=key)]
 
 
 def leaders(tab: dict, titles: Sequence[str], checkpoint: str, column: str = "PGD_SAT") -> tuple[list[str], list[str]]:
@@ -462,6 +521,39 @@ def leaders(tab: dict, titles: Sequence[str], checkpoint: str, column: str = "PG
     top = rows[f"{order[0]} ({checkpoint})"][column]
     return order, [t for t in order[1:]
                    if compare(rows[f"{t} ({checkpoint})"][column], n, top, n) == "within the noise of"]
+
+
+def paired_test(m: dict, a: str, b: str, column: str = "PGD_SAT") -> Optional[dict]:
+    """The notebook's McNemar test of ``a`` against ``b`` under ``column`` (``metrics["paired"]``, keyed "A vs B"),
+    turned round when it was recorded as "B vs A"; ``None`` when there is none."""
+    paired = m.get("paired", {})
+    if column in paired.get(f"{a} vs {b}", {}):
+        return paired[f"{a} vs {b}"][column]
+    t = paired.get(f"{b} vs {a}", {}).get(column)
+    if t is None:
+        return None
+    return {**t, "a": t["b"], "b": t["a"], "a_only": t["b_only"], "b_only": t["a_only"], "a_better": t["b_only"] > t["a_only"]}
+
+
+def leader_text(m: dict, tab: dict, titles: Sequence[str], checkpoint: str, column: str = "PGD_SAT") -> str:
+    """Which row leads under ``column``, and how each other row stands against it: by the notebook's McNemar test on
+    the same images where it recorded one, else by the 95% intervals."""
+    order, tied = leaders(tab, titles, checkpoint, column)
+    top = order[0]
+    text = f"Highest {column} among the {checkpoint} checkpoints: {top} ({pct(tab['rows'][f'{top} ({checkpoint})'][column])})"
+    tests = {t: paired_test(m, t, top, column) for t in order[1:]}
+    if not any(tests.values()):
+        return text + (f"; within the 95% intervals of it: {', '.join(tied)}." if tied else
+                       ", above every other row by more than the 95% intervals.")
+    said = []
+    for t in order[1:]:
+        pt = tests[t]
+        if pt is None:
+            said.append(f"{t} {'within the 95% intervals of it' if t in tied else 'below it by the 95% intervals'}")
+        else:
+            said.append(f"{t} {'within the noise of it' if pt['p_value'] >= 0.05 else 'below it'} "
+                        f"(McNemar {p_text(pt['p_value'])})")
+    return text + "; on the same images, " + "; ".join(said) + "."
 
 
 # ------------------------------------------------------------------ 03
@@ -600,7 +692,7 @@ def pgd_training_cifar10(m: dict) -> list[str]:
         col = autoattack_col(aa)
         n_aa = n_of(aa, col)
         text = (f"On the first {n_aa} images, SAT (last) keeps {pct(r[pgd])} under PGD-20 and {pct(r[col])} under "
-                f"{col}: PGD-20 is " + compare(r[pgd], n_aa, r[col], n_aa) + f" {col} on the same images.")
+                f"{col}: " + attack_gap_text(aa, "SAT (last)", pgd, col))
         gap = m.get("values", {}).get("autoattack_gap")
         if gap:
             text += (f" On the first {gap['n']}, the standard AutoAttack leaves {pct(gap['standard'])} against "
@@ -646,9 +738,9 @@ def paired_line(name: str, t: dict, checkpoint: str) -> str:
 
 
 def _04_orderings(m: dict) -> list[str]:
-    tab = table(m, "rslad_columns")
+    tab, _, _, titles, _ = checkpoint_rows(m, "best")
     out = []
-    for name, tests in m.get("paired", {}).items():
+    for name, tests in paired_in_order(m, titles):
         a, b = name.split(" vs ")
         text = ordering_vs_paper(m, tab, a, b, "best", tests)
         if text:
@@ -658,7 +750,9 @@ def _04_orderings(m: dict) -> list[str]:
 
 @part(NB04, "paired")
 def _04_paired(m: dict) -> list[str]:
-    return [paired_line(k, t["PGD_SAT"], "best") for k, t in m["paired"].items()] + _04_orderings(m) + [SEEDS]
+    titles = checkpoint_rows(m, "best")[3]
+    return ([paired_line(k, t["PGD_SAT"], "best") for k, t in paired_in_order(m, titles)] + _04_orderings(m)
+            + [SEEDS])
 
 
 def _04_sweep(m: dict) -> list[str]:
@@ -694,10 +788,7 @@ def trades_mart_cifar10(m: dict) -> list[str]:
            + "; ".join(f"{t} {pct(rows[f'{t} (best)']['Clean'])} clean / {pct(rows[f'{t} (best)']['PGD_SAT'])} PGD_SAT"
                        + (f" / {pct(rows[f'{t} (best)'][aa])} {aa}" if aa else "") for t in titles) + "."
            + (f" For {', '.join(same)} the best epoch was the last (one set of weights)." if same else "")]
-    order, tied = leaders(tab, titles, "best")
-    out.append(f"Highest PGD_SAT among the best checkpoints: {order[0]} ({pct(rows[f'{order[0]} (best)']['PGD_SAT'])})"
-               + (f"; within the 95% intervals of it: {', '.join(tied)}." if tied else
-                  ", above every other row by more than the 95% intervals."))
+    out.append(leader_text(m, tab, titles, "best"))
     if aa:
         n_aa = n_of(tab, aa)
         ivs = [stats.interval(rows[f"{t} (best)"][aa], n_aa) for t in titles]
@@ -709,7 +800,7 @@ def trades_mart_cifar10(m: dict) -> list[str]:
     if m.get("paired"):
         out.append("Paired tests (PGD_SAT, best checkpoints, the same images): " + "; ".join(
             f"{k} {signed(t['PGD_SAT']['a'] - t['PGD_SAT']['b'])} ({p_text(t['PGD_SAT']['p_value'])})"
-            for k, t in m["paired"].items()) + ".")
+            for k, t in paired_in_order(m, titles)) + ".")
         out += _04_orderings(m)
         out.append(SEEDS)
     if "beta_sweep" in m.get("tables", {}):
@@ -728,7 +819,8 @@ SEEDS_05 = SEEDS.replace("(notebook 05 points to a benchmark with several seeds)
 def _05_soft(m: dict) -> list[str]:
     tab = table(m, "soft_label_stability")
     n = int(m["values"]["n_soft"])
-    (t_name, t), (s_name, s) = tab["rows"].items()
+    t_name, s_name = sorted(tab["rows"], key=lambda r: "teacher" not in r.lower())[:2]  # the teacher's row first
+    t, s = tab["rows"][t_name], tab["rows"][s_name]
     changed, on_adv, on_x, kl = "prediction changed", "true class on x'", "true class on x", "KL(p(x) ‖ p(x'))"
     out = [f"Over the first {n} test images, each model's prediction on its own PGD-10 example x' differs from its "
            f"prediction on x for {pct(t[changed])} of the images for the {t_name} and {pct(s[changed])} for the "

@@ -31,6 +31,7 @@ written before these declarations existed): the report then says "not recorded".
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -53,6 +54,9 @@ UNITS = {
 CLEAN = {"kind": "clean"}  # the "attack" of a clean-accuracy column
 DATA_KEYS = ("dataset", "label", "origin")
 META_KEY = "advlib"  # the key of a notebook output's metadata that holds what advlib embeds
+# the compact metrics as one JSON string under META_KEY: nbformat writes a notebook's keys sorted, which would lose
+# the order of the rows, runs and series that the findings are written in (read them with embedded_metrics)
+EMBEDDED = "metrics_json"
 
 Units = Union[str, Mapping[str, str], None]
 
@@ -288,9 +292,18 @@ class Run:
         if bad:
             raise ValueError(f"{self.notebook}: numbers measured on different images are compared: " + "; ".join(bad))
         display({"text/plain": f"metrics written to {shown(self.path)}"}, raw=True,
-                metadata={META_KEY: {"metrics": self.compact()}})
+                metadata={META_KEY: {EMBEDDED: json.dumps(utils.to_jsonable(self.compact()), ensure_ascii=False)}})
 
     def train_time(self, name: str, seconds: float) -> None:
         """Record the training time of ``name``, in seconds."""
         self.data["train_seconds"][name] = round(float(seconds), 2)
         self.save()
+
+
+def embedded_metrics(output: Mapping) -> Optional[dict]:
+    """The metrics a notebook output embeds (:meth:`Run.finish`), in the order the notebook recorded them (``None``
+    when it embeds none). Notebooks executed before the order was kept embed the dict itself, its keys sorted."""
+    meta = output.get("metadata", {}).get(META_KEY, {})
+    if EMBEDDED in meta:
+        return json.loads(meta[EMBEDDED])
+    return meta.get("metrics")

@@ -57,7 +57,15 @@ def mcnemar(correct_a: Union[Sequence[bool], torch.Tensor], correct_b: Union[Seq
     if a.shape != b.shape:
         raise ValueError(f"the two masks must score the same images; got {a.numel()} and {b.numel()} entries")
     a_only, b_only = int((a & ~b).sum()), int((b & ~a).sum())
-    d = a_only + b_only
-    p = 1.0 if d == 0 else float(_st.binomtest(a_only, d, 0.5).pvalue)
+    p = mcnemar_p(a_only, b_only)
     return {"n": int(a.numel()), "a_only": a_only, "b_only": b_only, "p_value": p, "a_better": a_only > b_only,
             "significant": p < 0.05}
+
+
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """The two-sided exact McNemar p-value from the two counts of discordant images (``a_only`` right only for A,
+    ``b_only`` right only for B): the binomial test of ``a_only`` out of ``a_only + b_only`` at 1/2."""
+    if int(a_only) != a_only or int(b_only) != b_only or a_only < 0 or b_only < 0:
+        raise ValueError(f"McNemar's counts must be whole numbers >= 0; got {a_only} and {b_only}")
+    d = int(a_only) + int(b_only)
+    return 1.0 if d == 0 else float(_st.binomtest(int(a_only), d, 0.5).pvalue)

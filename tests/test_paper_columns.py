@@ -152,7 +152,7 @@ def _metrics_the_course_wrote():
     for p in files.find_notebooks():
         for cell in files.read_notebook(p)["cells"]:
             for o in cell.get("outputs", []):
-                m = o.get("metadata", {}).get(record.META_KEY, {}).get("metrics")
+                m = record.embedded_metrics(o)
                 if m:
                     out.append(pytest.param(m, id=f"committed-{p.stem}"))
     for path in sorted(record.runs_root().glob("*/*/metrics.json")):

@@ -44,3 +44,12 @@ def test_mcnemar_counts_disagreements_and_matches_the_binomial_test():
     assert same["p_value"] == 1.0 and not same["significant"]
     with pytest.raises(ValueError, match="same images"):
         stats.mcnemar(a, a[:-1])
+
+
+def test_mcnemar_p_from_counts_is_the_masks_p_and_refuses_bad_counts():
+    assert stats.mcnemar_p(25, 10) == pytest.approx(st.binomtest(25, 35, 0.5).pvalue)
+    assert stats.mcnemar_p(0, 16) == pytest.approx(2 * 0.5 ** 16)
+    assert stats.mcnemar_p(0, 0) == 1.0
+    for bad in ((-1, 3), (2.5, 1)):
+        with pytest.raises(ValueError, match="whole numbers"):
+            stats.mcnemar_p(*bad)
