@@ -115,6 +115,23 @@ def test_committed_notebooks_are_as_the_cleaner_leaves_them(path):
         f"run `python -m advlib.course clean {path.relative_to(paths.REPO_ROOT)}`"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_committed_notebook_pins_the_profile_it_ran_in(path):
+    # papermill's injected cell (profile = "cpu") would make nbval run the notebook in the cpu profile, not smoke
+    tags = [c.get("metadata", {}).get("tags") or [] for c in files.read_notebook(path)["cells"]]
+    assert sum("parameters" in t for t in tags) == 1, f"{path.name}: one cell tagged 'parameters', please"
+    assert not any(clean.INJECTED in t for t in tags), f"run `python -m advlib.course clean {path.name}`"
+
+
+def test_the_cleaner_removes_papermills_injected_parameters():
+    cell = lambda src, tags: {"cell_type": "code", "metadata": {"tags": tags}, "source": src, "outputs": [],
+                              "execution_count": None}
+    nb = {"metadata": {}, "cells": [cell('profile = "smoke"', ["parameters"]), cell('profile = "cpu"', [clean.INJECTED]),
+                                    cell("x = 1", [])]}
+    out = clean.clean_notebook(copy.deepcopy(nb))
+    assert [c["source"] for c in out["cells"]] == ['profile = "smoke"', "x = 1"]
+
+
 # --------------------------------------------------------------------------- paths.shown
 
 

@@ -1,7 +1,7 @@
 """An executed notebook made fit to commit, like nbstripout but keeping the outputs: the same text on every
 machine, each notice once, no noise of the run.
 
-:func:`clean_notebook` rewrites a notebook's outputs (never its sources):
+:func:`clean_notebook` rewrites a notebook's outputs (never the sources of its own cells):
 
 * every absolute path below the repository the notebook ran in becomes relative to it, and one below a
   folder named by ``ADVLIB_RUNS``, ``ADVLIB_DATA`` or ``ADVLIB_CACHE`` or the home folder is written
@@ -10,6 +10,8 @@ machine, each notice once, no noise of the run.
   before in the notebook is dropped: each is said once;
 * lines about resumed work (``Resuming ...``) are dropped: whether a run was resumed depends on the
   machine's folders, not on the notebook;
+* papermill's cell of injected parameters is removed (the one change to the cells themselves), so that the
+  committed notebook runs in whatever profile its reader or nbval asks for;
 * consecutive stream outputs are merged (as Jupyter shows them), and papermill's and nbclient's metadata
   (times, durations, the input and output paths) is removed.
 
@@ -30,6 +32,7 @@ from .files import notebook_text, read_notebook
 NOTICE = re.compile(r"^Notice: ")
 WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")  # Python's warning format: file:line: Category: message
 RESUMED = re.compile(r"^Resuming ")  # advlib's resume messages (train.fit, evaluate.evaluate), at any verbosity
+INJECTED = "injected-parameters"  # the tag of the cell papermill adds after the "parameters" cell
 RUN_METADATA = ("papermill", "execution")  # per cell and per notebook: times, durations, paths of the run
 BINARY = re.compile(r"^(image|video|audio)/")  # base64 data: no text to rewrite
 
@@ -97,6 +100,9 @@ def clean_notebook(nb: dict, repo_root: Optional[os.PathLike] = None) -> dict:
     returned. ``repo_root``: the checkout the notebook ran in (default: this one)."""
     for key in RUN_METADATA:
         nb.get("metadata", {}).pop(key, None)
+    # papermill's cell of injected parameters (profile = "cpu", ...) goes: committed, it would make every later run
+    # of the notebook (nbval in the smoke profile, a student's own) use the profile it was executed in
+    nb["cells"] = [c for c in nb.get("cells", []) if INJECTED not in (c.get("metadata", {}).get("tags") or [])]
     seen: set = set()  # the notices and warnings shown so far in the notebook
     for cell in nb.get("cells", []):
         for key in RUN_METADATA:
