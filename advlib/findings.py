@@ -206,10 +206,9 @@ def adversarial_training_mnist(m: dict) -> list[str]:
     n_pgd = n_of(tab, pgd, n)
     aa = kind_column(tab, "aa")
     # rows by training method (a notebook's stored metrics may have their keys sorted)
-    order = ("standard", "fgsm_two_pass", "fgsm_weighted", "fgsm_rs", "pgd")
     meta = tab.get("rows_meta", {})
-    names = sorted(rows, key=lambda r: order.index(meta[r]["method"]) if r in meta and meta[r].get("method") in order
-                   else list(rows).index(r))
+    names = sorted(rows, key=lambda r: METHOD_ORDER.index(meta[r]["method"])
+                   if r in meta and meta[r].get("method") in METHOD_ORDER else list(rows).index(r))
     std, two, aug, rs, madry = (rows[k] for k in names)
     out = []
     # FGSM training without a random start
