@@ -248,7 +248,7 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
              eps: float = 8 / 255, alpha: Optional[float] = None, n: Optional[int] = None,
              n_per_attack: Optional[dict] = None, batch_size: int = 500, device=None,
              progress: bool = True, sanity_checks: bool = True, n_checks: int = 200,
-             state_path: Optional[Union[str, Path]] = None, verbose: bool = False) -> dict:
+             state_path: Optional[Union[str, Path]] = None, verbose: bool = False, seed: Optional[int] = 0) -> dict:
     """Clean and robust accuracy for each attack spec on the first ``n`` items of ``dataset``.
 
     ``n_per_attack`` limits a slow attack to fewer items, e.g. ``{"aa": 1000}`` (its ``n`` is
@@ -257,7 +257,9 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
     runs the checks of :mod:`advlib.checks` (their probes use the first ``n_checks`` images);
     ``state_path`` makes the evaluation resumable (see the module docstring); a resumed evaluation is named
     with the attacks already done when ``verbose`` (the command line), otherwise one notice per process says
-    that saved work is reused.
+    that saved work is reused. ``seed``: each attack's random starts (and the checks' probes) are drawn from
+    ``seed`` + its position, so that an evaluation run again, or resumed after an interruption, draws the same
+    numbers, and the caller's random stream does not move; ``None`` draws from torch's global generator.
 
     Returns ``{"data" (a label), "dataset" ("mnist", "cifar10"; None for tensors), "data_origin", "n",
     "eps", "clean", "robust": {name: acc}, "n_attack": {name: n}, "interval": {"Clean"/name: [low,
@@ -301,7 +303,7 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
         clean = correct_mask(model, x, y, None, batch_size, bar)
         result["seconds"]["Clean"] = round(time.perf_counter() - t, 2)
         _put(result, "Clean", clean)
-        for s in specs:
+        for i, s in enumerate(specs):
             m = min(len(x), n_per_attack.get(s.spec, len(x)))
             bar.set_postfix_str(s.name)
             done = state.data["attacks"].get(s.name)
@@ -314,8 +316,9 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
 
                 def save_partial(_st, _state=state):
                     _state.save()
-                mask, info = robust_mask(s, model, x[:m], y[:m], clean[:m], batch_size, bar, aa_state,
-                                         save_partial if state.path else None, _aa_prior(s, specs, infos, n_of))
+                with utils.forked_seed(None if seed is None else seed + i, device):  # the same starts when resumed
+                    mask, info = robust_mask(s, model, x[:m], y[:m], clean[:m], batch_size, bar, aa_state,
+                                             save_partial if state.path else None, _aa_prior(s, specs, infos, n_of))
                 seconds = round(time.perf_counter() - t, 2)
                 state.data["attacks"][s.name] = {"mask": _bits(mask), "seconds": seconds, "info": info}
                 state.data["partial"].pop(s.name, None)
@@ -334,9 +337,16 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
         if gap:
             result["autoattack_gap"] = gap
     if sanity_checks:
-        result["flags"] = [f.as_dict() for f in _sanity_checks(model, x, y, specs, clean, masks, result,
-                                                               batch_size, n_checks)]
+        with utils.forked_seed(None if seed is None else seed + len(specs), device):
+            result["flags"] = [f.as_dict() for f in _sanity_checks(model, x, y, specs, clean, masks, result,
+                                                                   batch_size, n_checks)]
     return utils.to_jsonable(result)
+
+
+def image_counts(result: dict) -> dict[str, int]:
+    """``{"Clean": n, attack: images it ran on}`` of one :func:`evaluate` result: what a figure's legend says when the
+    columns were measured on different numbers of images (AutoAttack on the first few hundred)."""
+    return {"Clean": int(result["n"]), **{k: int(v) for k, v in result.get("n_attack", {}).items()}}
 
 
 def worst_case(masks: dict[str, torch.Tensor], n_of: dict[str, int]) -> Optional[dict]:
@@ -581,10 +591,13 @@ def rslad_columns(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], eps
 
 def sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Iterable[float],
           attack: Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor],
-          batch_size: int = 500, progress: bool = True, desc: str = "eps sweep") -> list[float]:
-    """Accuracy under ``attack(model, x, y, eps)`` for each eps (an accuracy-vs-eps curve)."""
+          batch_size: int = 500, progress: bool = True, desc: str = "eps sweep", seed: Optional[int] = 0) -> list[float]:
+    """Accuracy under ``attack(model, x, y, eps)`` for each eps (an accuracy-vs-eps curve). Each eps's random starts
+    are drawn from ``seed`` + its index (``None``: from torch's global generator), so that the curve comes out the same
+    on every run and the caller's random stream does not move."""
     eps_values = list(eps_values)
     accs = []
-    for e in utils.progress(eps_values, enabled=progress, desc=desc):
-        accs.append(batched_accuracy(model, x, y, lambda m, xb, yb: attack(m, xb, yb, e), batch_size))
+    for i, e in enumerate(utils.progress(eps_values, enabled=progress, desc=desc)):
+        with utils.forked_seed(None if seed is None else seed + i, x.device):
+            accs.append(batched_accuracy(model, x, y, lambda m, xb, yb: attack(m, xb, yb, e), batch_size))
     return accs

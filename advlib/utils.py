@@ -1,6 +1,7 @@
 """Small helpers shared by the library: seeds, devices, progress bars, JSON, distributed ranks."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -30,6 +31,21 @@ def seeded_generator(seed: int, device="cpu") -> torch.Generator:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}.")
     return torch.Generator(device=device).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def forked_seed(seed: Optional[int], device=None):
+    """Run the block with torch's generators (the CPU's and ``device``'s, when a GPU) seeded with ``seed``, and restore
+    them afterwards: the block draws the same random numbers every time, and the caller's random stream does not move.
+    ``seed=None``: no seeding, the block draws from the global generators as they stand."""
+    if seed is None:
+        yield
+        return
+    seeded_generator(seed)  # the same check of the value
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def get_device(device: str = "auto") -> torch.device:

@@ -410,13 +410,18 @@ BAR_LABEL_SIZE = 8  # points: the value written above each bar (the course's sma
 
 
 def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title: str = "",
-              intervals: Optional[dict[str, dict[str, tuple]]] = None):
+              intervals: Optional[dict[str, dict[str, tuple]]] = None, n_images: Optional[dict[str, int]] = None):
     """Grouped bars: one group per row (model), one bar per column (attack), in %, each labelled with its
     value above its interval (a bar at 0% also gets a thick stroke on the axis in its colour, so it is seen);
     with ``intervals`` (``{row: {column: (low, high)}}``, e.g. :func:`advlib.evaluate.intervals`) each bar
     carries its 95% interval. The figure widens with the number of bars so that the labels (vertical,
-    :data:`BAR_LABEL_SIZE` points) never overlap; long row names are wrapped; the legend sits below the axes."""
+    :data:`BAR_LABEL_SIZE` points) never overlap; long row names are wrapped; the legend sits below the axes.
+    ``n_images`` (``{column: images}``, e.g. :func:`advlib.evaluate.image_counts`): when the columns were measured
+    on different numbers of images, each legend entry names its count, so that a bar on 200 images is not read as
+    one on 1,000."""
     rows = list(table)
+    counts = {c: (n_images or {}).get(c) for c in columns}
+    differ = len({v for v in counts.values() if v is not None}) > 1
     n_bars = len(rows) * len(columns)
     width = max(6.4, 1.2 + 0.2 * n_bars)
     fig, ax = plt.subplots(figsize=(width, 4.8), layout="constrained")
@@ -430,7 +435,8 @@ def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title:
             iv = [intervals.get(r, {}).get(c) for r in rows]
             yerr = np.array([[v - 100 * i[0], 100 * i[1] - v] if i else [0, 0] for v, i in zip(vals, iv)]).T
             yerr = np.nan_to_num(np.clip(yerr, 0, None))
-        bars = ax.bar(pos, vals, w, label=c, yerr=yerr if intervals else None, capsize=2, error_kw={"lw": 0.8})
+        label = f"{c} ({counts[c]:,} images)" if differ and counts[c] is not None else c
+        bars = ax.bar(pos, vals, w, label=label, yerr=yerr if intervals else None, capsize=2, error_kw={"lw": 0.8})
         colour = bars.patches[0].get_facecolor()
         for p_, v, up in zip(pos, vals, yerr[1]):
             if not np.isfinite(v):
@@ -445,7 +451,9 @@ def plot_bars(table: dict[str, dict[str, float]], columns: Sequence[str], title:
     ax.set_ylim(0, 118)  # room for the labels above the highest interval
     ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=9, ncol=min(len(columns), int(width // 1.3)), loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.05 * max(
+    labels = ax.get_legend_handles_labels()[1]
+    entry = 0.45 + 0.07 * max(map(len, labels))  # inches of one legend entry at 9 pt: handle, gap, its text
+    ax.legend(fontsize=9, ncol=max(1, min(len(columns), int(width // entry))), loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.05 * max(
         r.count("\n") for r in map(_wrap, rows))), frameon=False)
     if title:
         ax.set_title(title)

@@ -241,3 +241,53 @@ def test_rslad_columns_use_the_papers_names(trained_mnist, mnist_sample, monkeyp
     res = evaluate.rslad_columns(trained_mnist, mnist_sample[1], eps=0.1, n=60, progress=False, sanity_checks=False)
     assert list(res["robust"]) == ["FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA"]
     assert set(res["sources"]) == {"Clean", "FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "AA"} - {"Clean"}
+
+
+def test_image_counts_of_an_evaluation():
+    x, y = torch.rand(6, 1, 4, 4), torch.arange(6) % 2
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    res = evaluate.evaluate(model, (x, y), ["fgsm", "pgd-2"], eps=0.1, n_per_attack={"pgd-2": 4}, progress=False,
+                            sanity_checks=False)
+    assert evaluate.image_counts(res) == {"Clean": 6, "FGSM": 6, "PGD-2": 4}
+
+
+def test_forked_seed_repeats_the_block_and_leaves_the_caller_stream():
+    from advlib import utils
+    torch.manual_seed(3)
+    expected_next = torch.rand(4)
+    torch.manual_seed(3)
+    with utils.forked_seed(7):
+        first = torch.rand(5)
+    with utils.forked_seed(7):
+        again = torch.rand(5)
+    assert torch.equal(first, again)
+    assert torch.equal(torch.rand(4), expected_next)  # the block did not move the caller's generator
+    with pytest.raises(ValueError, match="seed"):
+        with utils.forked_seed(-1):
+            pass
+
+
+def test_evaluation_and_sweep_are_seeded():
+    """Random starts come from the evaluation's seed: the same result twice, whatever the global generator holds,
+    and the caller's random stream untouched; another seed draws other starts."""
+    torch.manual_seed(0)
+    x, y = torch.rand(64, 1, 6, 6), torch.randint(0, 3, (64,))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))
+    specs = ["pgd-1", "pgd-2"]  # one step from a random start: the start decides many images
+
+    def run(seed, global_seed):
+        torch.manual_seed(global_seed)
+        res = evaluate.evaluate(model, (x, y), specs, eps=0.3, alpha=0.05, progress=False, seed=seed)
+        return res, torch.rand(3)
+
+    (a, after_a), (b, _) = run(0, 1), run(0, 2)
+    assert a["masks"] == b["masks"] and a["flags"] == b["flags"]
+    torch.manual_seed(1)
+    assert torch.equal(after_a, torch.rand(3))
+    others = [run(s, 1)[0]["masks"] for s in range(1, 6)]
+    assert any(o != a["masks"] for o in others), "the seed does not reach the attacks' random starts"
+
+    def noisy(m, xb, yb, e):
+        return (xb + e * (2 * torch.rand_like(xb) - 1)).clamp(0, 1)
+    curves = [evaluate.sweep(model, x, y, [0.0, 0.5, 1.0], noisy, progress=False) for _ in range(2)]
+    assert curves[0] == curves[1]

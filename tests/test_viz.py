@@ -120,6 +120,23 @@ def test_plot_bars_readable_labels_above_their_intervals(rows):
     assert legend.y1 <= ax.get_window_extent(renderer).y0, "the legend is on the data"
 
 
+@pytest.mark.parametrize("rows", [1, 4])
+def test_plot_bars_legend_names_image_counts_only_when_they_differ(rows):
+    table = {f"student {i}": dict(zip(COLUMNS, np.linspace(0.2, 0.9, 6))) for i in range(rows)}
+    counts = {c: 1017 for c in COLUMNS}
+    fig = viz.plot_bars(table, COLUMNS, n_images=counts)  # every column on the same images: plain names
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == COLUMNS
+    counts[COLUMNS[-1]] = 200
+    fig = viz.plot_bars(table, COLUMNS, n_images=counts)
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert names == [f"{c} (1,017 images)" for c in COLUMNS[:-1]] + [f"{COLUMNS[-1]} (200 images)"]
+    renderer = drawn(fig)
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y1 <= ax.get_window_extent(renderer).y0, "the legend is on the data"
+    assert inside(legend, fig), "the longer legend entries run off the figure"
+
+
 def test_plot_bars_zero_bars_are_visible():
     fig = viz.plot_bars(bar_table(), COLUMNS)
     ax = fig.axes[0]
