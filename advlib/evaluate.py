@@ -316,7 +316,7 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
 
                 def save_partial(_st, _state=state):
                     _state.save()
-                with utils.forked_seed(None if seed is None else seed + i, device):  # the same starts when resumed
+                with utils.forked_seed(seed, device, offset=i):  # the same starts when resumed
                     mask, info = robust_mask(s, model, x[:m], y[:m], clean[:m], batch_size, bar, aa_state,
                                              save_partial if state.path else None, _aa_prior(s, specs, infos, n_of))
                 seconds = round(time.perf_counter() - t, 2)
@@ -337,7 +337,7 @@ def evaluate(model: nn.Module, dataset: Union[data_mod.Dataset, tuple], attack_s
         if gap:
             result["autoattack_gap"] = gap
     if sanity_checks:
-        with utils.forked_seed(None if seed is None else seed + len(specs), device):
+        with utils.forked_seed(seed, device, offset=len(specs)):
             result["flags"] = [f.as_dict() for f in _sanity_checks(model, x, y, specs, clean, masks, result,
                                                                    batch_size, n_checks)]
     return utils.to_jsonable(result)
@@ -598,6 +598,6 @@ def sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Iterab
     eps_values = list(eps_values)
     accs = []
     for i, e in enumerate(utils.progress(eps_values, enabled=progress, desc=desc)):
-        with utils.forked_seed(None if seed is None else seed + i, x.device):
+        with utils.forked_seed(seed, x.device, offset=i):
             accs.append(batched_accuracy(model, x, y, lambda m, xb, yb: attack(m, xb, yb, e), batch_size))
     return accs

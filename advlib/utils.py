@@ -28,23 +28,27 @@ def seeded_generator(seed: int, device="cpu") -> torch.Generator:
     """A torch random number generator on ``device`` seeded with ``seed`` (an integer >= 0, else
     ``ValueError``): randomness that neither reads nor moves torch's global generator. On the CPU it
     draws the same numbers as the global generator after ``torch.manual_seed(seed)``."""
+    return torch.Generator(device=device).manual_seed(_checked_seed(seed))
+
+
+def _checked_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}.")
-    return torch.Generator(device=device).manual_seed(int(seed))
+    return int(seed)
 
 
 @contextlib.contextmanager
-def forked_seed(seed: Optional[int], device=None):
-    """Run the block with torch's generators (the CPU's and ``device``'s, when a GPU) seeded with ``seed``, and restore
-    them afterwards: the block draws the same random numbers every time, and the caller's random stream does not move.
-    ``seed=None``: no seeding, the block draws from the global generators as they stand."""
+def forked_seed(seed: Optional[int], device=None, offset: int = 0):
+    """Run the block with torch's generators (the CPU's and ``device``'s, when a GPU) seeded with ``seed + offset``, and
+    restore them afterwards: the block draws the same random numbers every time, and the caller's random stream does
+    not move. ``seed=None``: no seeding, the block draws from the global generators as they stand."""
     if seed is None:
         yield
         return
-    seeded_generator(seed)  # the same check of the value
+    seed = _checked_seed(seed) + offset
     device = torch.device(device) if device is not None else torch.device("cpu")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(seed)
         yield
 
 
