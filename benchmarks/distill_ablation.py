@@ -7,7 +7,9 @@
 Each row is a student of notebook 05 (airbench_s, the recipe's optimiser and five epochs, its loss scale as its
 recipe keeps it: ``benchmarks/distill_budget.py`` chose it) trained on ``--train-samples`` images, one run per
 seed, then evaluated on the 1,017 pixel-exact CIFAR-10 test images with PGD-20 (step 2/255, uniform start: the
-PGD_SAT column) and CW∞-20. The rows:
+PGD_SAT column) and CW∞-20, and with the original AutoAttack's first two attacks (APGD-CE+T, the stand-in for AA
+that notebook 05 uses) on the first ``--aa`` images (default 500), completed to the standard AutoAttack on the
+first ``--aa-check`` of them (default 200) so that the stand-in's gap is measured on these very models. The rows:
 
 * ``sat``            hard labels: PGD adversarial training (Madry et al.)
 * ``rslad``          robust soft labels: RSLAD with the shipped robust teacher (``data/models/cifar_teacher.pt``)
@@ -21,7 +23,9 @@ PGD_SAT column) and CW∞-20. The rows:
 The three first rows are RSLAD's ablation (robust soft labels vs natural soft labels vs hard labels, Zi et al.
 2021 §3); ``rslad`` against ``sat`` and ``ard`` are the comparisons notebook 05 states. For each pair the table
 gives the mean ± standard deviation over seeds (the variance of training: seeds) and, per seed, the exact McNemar
-test on the same test images (the variance of the choice of test images only).
+test on the same test images (the variance of the choice of test images only). Below the tables, notebook 05's
+goal decided from them: the RSLAD student's mean under APGD-CE+T above the SAT and the ARD student's by more than
+the seeds' standard deviation (the larger of the two rows'), with the per-seed McNemar tests.
 
 The search never saw the test set; this evaluation is the only look at it. Training runs and evaluations
 resume: a finished run is read, not retrained. Run it with nothing else CPU-heavy on the machine.
@@ -40,7 +44,11 @@ import distill_budget
 from advlib import checkpoints, data, evaluate, paths, recipes, results, stats, tables, train
 
 ATTACKS = ("pgd-20@2/255", "cw-20@2/255")
-COLUMNS = {"Clean": "clean", "PGD-20": "PGD-20 (step 2/255)", "CW∞-20": "CW∞-20 (step 2/255)"}
+AA_ATTACKS = ("aa-apgd", "aa")  # AutoAttack's first two attacks on --aa images, completed on the first --aa-check
+COLUMNS = {"Clean": "clean", "PGD-20": "PGD-20 (step 2/255)", "CW∞-20": "CW∞-20 (step 2/255)",
+           "APGD-CE+T": "APGD-CE+T", "AA": "AutoAttack"}
+GOAL_COLUMN, GOAL = "APGD-CE+T", ("rslad", ("sat", "ard"))  # notebook 05's goal: RSLAD above SAT and ARD
+AA_ROWS = ("sat", "rslad", "rslad_natural", "ard")  # the goal's rows and the ablation's: AutoAttack runs on these
 VARIANTS = {  # name: (recipe, tag, overrides, teacher: None = the robust one, "natural" = the natural one)
     "sat": ("cifar_d_sat", "", {}, None),
     "rslad": ("cifar_d_rslad", "", {}, None),
@@ -65,45 +73,134 @@ def natural_teacher(a) -> Path:
     return Path(cfg.out_dir) / "last.pt"
 
 
-def test_eval(checkpoint: Path, test) -> dict:
+def test_eval(checkpoint: Path, test, n_aa: int = 0, n_check: int = 0) -> dict:
+    """PGD-20 and CW∞-20 on every test image; with ``n_aa``, APGD-CE+T on the first ``n_aa`` and the standard
+    AutoAttack on the first ``n_check`` of them (continuing the same runs). Resumable: a state file per set."""
+    specs, n_per = list(ATTACKS), {}
+    if n_aa:
+        specs.append(AA_ATTACKS[0])
+        n_per[AA_ATTACKS[0]] = n_aa
+        if n_check:
+            if n_check > n_aa:
+                raise ValueError(f"--aa-check {n_check} is more than --aa {n_aa}: the standard AutoAttack completes "
+                                 "the APGD-CE+T runs, so it can only run on images those ran on")
+            specs.append(AA_ATTACKS[1])
+            n_per[AA_ATTACKS[1]] = n_check
     model = checkpoints.load_model(checkpoint).to(memory_format=torch.channels_last)
-    state = checkpoint.with_name("eval_test.state.json")
-    res = evaluate.evaluate(model, test, ATTACKS, eps=8 / 255, state_path=state, progress=False)
-    return {"clean": res["clean"], **{k: v for k, v in res["robust"].items()}, "n": res["n"], "masks": res["masks"]}
+    state = checkpoint.with_name("eval_test.state.json" if not n_aa else f"eval_test_aa{n_aa}_{n_check}.state.json")
+    res = evaluate.evaluate(model, test, specs, eps=8 / 255, n_per_attack=n_per or None, state_path=state,
+                            progress=False)
+    return {"clean": res["clean"], **{k: v for k, v in res["robust"].items()}, "n": res["n"],
+            "n_attack": {"clean": res["n"], **res["n_attack"]}, "masks": res["masks"],
+            "autoattack_gap": res.get("autoattack_gap")}
+
+
+def _columns(rows: list[dict]) -> dict[str, str]:
+    """The columns some row measured, named with their image count where it is not every test image."""
+    out = {}
+    for col, key in COLUMNS.items():
+        having = [r["test"] for r in rows if key in r["test"]]
+        if having:
+            n = having[0].get("n_attack", {}).get(key, having[0]["n"])
+            out[col if n == having[0]["n"] else f"{col} (first {n})"] = key
+    return out
 
 
 def summary(rows: list[dict], seeds: list[int]) -> str:
     body = {}
+    cols = _columns(rows)
     for v in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == v]
         line = {}
-        for col, key in COLUMNS.items():
-            vals = [100 * r["test"][key] for r in mine]
+        for col, key in cols.items():
+            vals = [100 * r["test"][key] for r in mine if key in r["test"]]
             sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
-            line[col] = f"{statistics.mean(vals):.2f} ± {sd:.2f}" if len(vals) > 1 else f"{vals[0]:.2f}"
-        line["per seed (PGD-20)"] = " / ".join(f"{100 * r['test']['PGD-20 (step 2/255)']:.1f}" for r in mine)
+            line[col] = ("—" if not vals else f"{statistics.mean(vals):.2f} ± {sd:.2f}" if len(vals) > 1
+                         else f"{vals[0]:.2f}")
+        for per in ("PGD-20", GOAL_COLUMN):
+            if COLUMNS[per] in cols.values():
+                line[f"per seed ({per})"] = " / ".join(f"{100 * r['test'][COLUMNS[per]]:.1f}" if COLUMNS[per] in r["test"]
+                                                       else "—" for r in mine)
         line["scale"] = f"{mine[0]['scale']:g}"
         line["minutes (mean)"] = f"{statistics.mean(r['minutes'] for r in mine):.1f}"
         body[f"{LABELS[v]}"] = line
-    return tables.markdown_table(body, stub=f"student (seeds {' '.join(map(str, seeds))})", align="lrrrrrr")
+    width = len(next(iter(body.values())))
+    return tables.markdown_table(body, stub=f"student (seeds {' '.join(map(str, seeds))})", align="l" + "r" * width)
 
 
 def paired(rows: list[dict]) -> str:
     by = {(r["variant"], r["seed"]): r for r in rows}
     body = {}
+    cols = {c: k for c, k in _columns(rows).items() if k != COLUMNS["AA"]}  # AA: its gap is in gap_table
     for a_, b_ in PAIRS:
         for seed in sorted({r["seed"] for r in rows}):
             if (a_, seed) not in by or (b_, seed) not in by:
                 continue
             line = {}
-            for col, key in COLUMNS.items():
-                column = col if col == "Clean" else key
+            for col, key in cols.items():
+                if key not in by[(a_, seed)]["test"] or key not in by[(b_, seed)]["test"]:
+                    line[col] = "—"
+                    continue
+                column = "Clean" if key == "clean" else key
                 ma, mb = results.mask(by[(a_, seed)]["test"], column), results.mask(by[(b_, seed)]["test"], column)
                 t = stats.mcnemar(ma, mb)
                 diff = 100 * (sum(ma) - sum(mb)) / len(ma)
                 line[col] = f"{diff:+.2f} (p = {t['p_value']:.2g})"
             body[f"{LABELS[a_]} − {LABELS[b_]}, seed {seed}"] = line
-    return tables.markdown_table(body, stub="difference on the same 1,017 images (exact McNemar)", align="lrrr")
+    n = rows[0]["test"]["n"]
+    return tables.markdown_table(body, stub=f"difference on the same images ({n:,} unless the column says; exact McNemar)",
+                                 align="l" + "r" * len(cols))
+
+
+def gap_table(rows: list[dict]) -> str:
+    """APGD-CE+T against the standard AutoAttack on the same images, per run: the stand-in's measured gap."""
+    body = {}
+    for r in rows:
+        g = r["test"].get("autoattack_gap")
+        if g:
+            body[f"{LABELS[r['variant']]}, seed {r['seed']}"] = {
+                "images": f"first {g['n']}", "APGD-CE+T": f"{100 * g['partial']:.1f}", "AA": f"{100 * g['standard']:.1f}",
+                "gap": f"{100 * g['gap']:.1f}"}
+    if not body:
+        return ""
+    worst = max(float(b["gap"]) for b in body.values())
+    return (tables.markdown_table(body, stub="APGD-CE+T vs standard AutoAttack, same images", align="lrrrr")
+            + f"\n\nLargest gap: {worst:.1f} points (FAB-T and Square break what APGD-CE+T left).")
+
+
+def goal(rows: list[dict]) -> str:
+    """Notebook 05's goal on these seeds: RSLAD's mean under APGD-CE+T above SAT's and ARD's by more than the
+    seeds' standard deviation (the larger of the two rows'), with each seed's exact McNemar test."""
+    key = COLUMNS[GOAL_COLUMN]
+    me, others = GOAL
+    mine = {r["seed"]: r for r in rows if r["variant"] == me and key in r["test"]}
+    if not mine:
+        return ""
+    out, met = [], True
+    for o in others:
+        theirs = {r["seed"]: r for r in rows if r["variant"] == o and key in r["test"]}
+        seeds = sorted(set(mine) & set(theirs))
+        if len(seeds) < 2:
+            continue
+        a = [100 * mine[s]["test"][key] for s in seeds]
+        b = [100 * theirs[s]["test"][key] for s in seeds]
+        diff, sd = statistics.mean(a) - statistics.mean(b), max(statistics.stdev(a), statistics.stdev(b))
+        ok = diff > sd
+        met &= ok
+        tests = []
+        for s in seeds:
+            ma, mb = results.mask(mine[s]["test"], key), results.mask(theirs[s]["test"], key)
+            t = stats.mcnemar(ma, mb)
+            tests.append(f"seed {s}: {100 * (sum(ma) - sum(mb)) / len(ma):+.1f}, p = {t['p_value']:.2g}")
+        out.append(f"- {LABELS[me]} − {LABELS[o]} under {GOAL_COLUMN} (first {len(ma)}): means {statistics.mean(a):.2f} "
+                   f"vs {statistics.mean(b):.2f}, {diff:+.2f} points against a standard deviation over seeds of "
+                   f"{sd:.2f}: {'higher by more than it' if ok else 'not higher by more than it'} "
+                   f"({'; '.join(tests)}).")
+    if not out:
+        return ""
+    return ("Notebook 05's goal (the RSLAD student above the SAT and the ARD student under AutoAttack's stand-in, by "
+            "more than the seeds' standard deviation): **" + ("met" if met else "not met") + "** on this budget.\n\n"
+            + "\n".join(out))
 
 
 def main(argv=None) -> int:
@@ -115,6 +212,11 @@ def main(argv=None) -> int:
     p.add_argument("--teacher", type=Path, default=distill_budget.TEACHER, help="the robust teacher")
     p.add_argument("--natural-teacher", type=Path, default=None,
                    help="a natural teacher checkpoint (default: train cifar_d_natural once, into --out-dir)")
+    p.add_argument("--aa", type=int, default=500, help="APGD-CE+T on the first N test images (default 500; 0: none)")
+    p.add_argument("--aa-rows", nargs="+", choices=list(VARIANTS), default=list(AA_ROWS),
+                   help=f"the rows AutoAttack runs on (default: {' '.join(AA_ROWS)}: the goal's and the ablation's)")
+    p.add_argument("--aa-check", type=int, default=200,
+                   help="the standard AutoAttack on the first N of those, for the stand-in's gap (default 200; 0: none)")
     p.add_argument("--source", default="auto")
     p.add_argument("--out-dir", type=Path, default=paths.REPO_ROOT / "runs" / "distill_budget")
     p.add_argument("--table", type=Path, default=paths.REPO_ROOT / "benchmarks" / "results" / "distill_ablation.md")
@@ -130,21 +232,27 @@ def main(argv=None) -> int:
             row = distill_budget.run_one(recipe, None, seed, a, tag=tag,
                                          teacher=natural if which == "natural" else None, **overrides)
             row["variant"] = v
-            row["test"] = test_eval(Path(row.pop("checkpoint")), test)
+            row["test"] = test_eval(Path(row.pop("checkpoint")), test, a.aa if v in a.aa_rows else 0, a.aa_check)
             rows.append(row)
             print(json.dumps({k: (v_ if k != "test" else {c: x for c, x in v_.items() if c != "masks"})
                               for k, v_ in row.items()}), flush=True)
-    text = summary(rows, a.seeds) + "\n\n" + paired(rows)
+    text = "\n\n".join(t for t in (summary(rows, a.seeds), paired(rows), gap_table(rows), goal(rows)) if t)
     print(text)
     a.table.parent.mkdir(parents=True, exist_ok=True)
     a.table.write_text(
         "# Notebook 05's students on several seeds, and RSLAD's ablation (small budget)\n\n"
         f"Command: `python benchmarks/distill_ablation.py --seeds {' '.join(map(str, a.seeds))} "
         f"--train-samples {a.train_samples}"
-        + (f" --only {' '.join(a.only)} --table {paths.shown(a.table)}" if a.only != list(DEFAULT) else "") + "`."
+        + (f" --only {' '.join(a.only)} --table {paths.shown(a.table)}" if a.only != list(DEFAULT) else "")
+        + (f" --aa {a.aa} --aa-check {a.aa_check}" if (a.aa, a.aa_check) != (500, 200) else "")
+        + (f" --aa-rows {' '.join(a.aa_rows)}" if a.aa_rows != list(AA_ROWS) else "") + "`."
         f" Each student: {a.train_samples:,} training images, five epochs, "
         "its recipe's loss scale; evaluated on the 1,017 pixel-exact test images (PGD-20: step 2/255, uniform "
-        "start; CW∞-20: step 2/255). Mean ± standard deviation over seeds (training variance); the McNemar "
+        "start; CW∞-20: step 2/255)"
+        + (f", with the original AutoAttack's APGD-CE and APGD-T (APGD-CE+T) on the first {a.aa} and the standard "
+           f"AutoAttack on the first {a.aa_check} of them, for the rows {', '.join(LABELS[v] for v in a.aa_rows)} "
+           "(— where a row was not attacked)" if a.aa else "")
+        + ". Mean ± standard deviation over seeds (training variance); the McNemar "
         "tests below are per seed and cover only the choice of test images.\n\n" + text + "\n")
     (a.out_dir / "distill_ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0
