@@ -306,3 +306,86 @@ def test_the_course_runner_cleans_what_it_executes(tmp_path, monkeypatch):
     executed = files.read_notebook(tmp_path / "runs" / "smoke" / "01_x.ipynb")
     assert not absolute_paths(executed) and not repeated_notices(executed) and not resume_lines(executed)
     assert "papermill" not in executed["metadata"]
+
+
+# --------------------------------------------------------------------------- small outputs
+
+def _png(img) -> str:
+    import base64
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _pixels(data: str):
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=np.int16)
+
+
+def test_a_plot_is_stored_with_its_own_palette_exactly_and_smaller():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from advlib import viz
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1, 2], [0, 1, 4], label="a")
+    ax.legend()
+    png = viz.fig_to_png(fig)
+    plt.close(fig)
+    data = __import__("base64").b64encode(png).decode("ascii")
+    small = clean.small_png(data)
+    assert len(small) < len(data)
+    assert Image.open(io.BytesIO(__import__("base64").b64decode(small))).mode == "P"
+    if Image.open(io.BytesIO(png)).convert("RGB").getcolors(256) is not None:
+        assert (_pixels(small) == _pixels(data)).all()  # a figure of few colours: every pixel kept
+    assert clean.small_png(small) == small  # cleaning twice changes nothing
+
+
+def test_a_shaded_image_is_quantised_close_and_odd_data_left_alone():
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:120, 0:160]
+    shade = np.stack([x * 255 // 159, y * 255 // 119, (x + y) * 255 // 278], -1).astype(np.int16)
+    grain = np.random.default_rng(0).integers(-6, 7, shade.shape)  # thousands of colours, as a photograph has
+    data = _png(Image.fromarray(np.clip(shade + grain, 0, 255).astype(np.uint8), "RGB"))
+    small = clean.small_png(data)
+    assert len(small) < len(data) / 2
+    assert np.abs(_pixels(small) - _pixels(data)).mean() < 6  # a 256-colour palette with dithering: close
+    smooth = _png(Image.fromarray(shade.astype(np.uint8), "RGB"))  # compresses better as it is: kept
+    assert clean.small_png(smooth) == smooth
+    transparent = _png(Image.new("RGBA", (8, 8), (255, 0, 0, 0)))
+    assert clean.small_png(transparent) == transparent  # transparency is kept as it is
+    assert clean.small_png("bm90IGFuIGltYWdl") == "bm90IGFuIGltYWdl"  # not an image ("not an image")
+    assert clean.small_png("not base64 !") == "not base64 !"
+
+
+def test_a_progress_bar_keeps_its_last_state_as_jupyter_shows_it():
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "", "execution_count": 1, "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": "\repoch 1:   0%|  | 0/9"},
+        {"output_type": "stream", "name": "stderr", "text": "\repoch 1:  50%|# | 4/9\repoch 1: 100%|##| 9/9\n"},
+        {"output_type": "stream", "name": "stderr", "text": "\rbar cleared:  10%\r            \rdone"},
+        {"output_type": "stream", "name": "stdout", "text": "loss 0.5\n"}]}], "metadata": {}}
+    out = clean.clean_notebook(nb)["cells"][0]["outputs"]
+    assert [o["name"] for o in out] == ["stderr", "stdout"]
+    assert "".join(out[0]["text"]) == "epoch 1: 100%|##| 9/9\ndone"
+    assert "".join(out[1]["text"]) == "loss 0.5\n"
+    assert clean.clean_notebook(copy.deepcopy({"cells": [{"cell_type": "code", "metadata": {}, "source": "",
+                                                          "outputs": out}], "metadata": {}}))["cells"][0]["outputs"] == out
+
+
+def test_committed_notebooks_show_no_carriage_returns():
+    for path in NOTEBOOKS:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        cells = [i for i, cell in enumerate(nb["cells"]) for out in cell.get("outputs", [])
+                 if out.get("output_type") == "stream" and "\r" in "".join(out.get("text", ""))]
+        assert not cells, f"{path}: cells {sorted(set(cells))} keep every update of a progress bar"

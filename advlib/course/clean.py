@@ -12,8 +12,12 @@ machine, each notice once, no noise of the run.
   machine's folders, not on the notebook;
 * papermill's cell of injected parameters is removed (the one change to the cells themselves), so that the
   committed notebook runs in whatever profile its reader or nbval asks for;
-* consecutive stream outputs are merged (as Jupyter shows them), and papermill's and nbclient's metadata
-  (times, durations, the input and output paths) is removed.
+* consecutive stream outputs are merged (as Jupyter shows them), a line rewritten with carriage returns (a
+  progress bar's updates) keeps only what Jupyter shows of it, its last state, and papermill's and nbclient's
+  metadata (times, durations, the input and output paths) is removed;
+* a PNG figure is stored with a palette of at most 256 colours (:func:`small_png`: exact when the figure has
+  no more colours, as most plots do; a figure of smooth shading loses at most what a 256-colour palette
+  loses), so that committed notebooks stay small.
 
 ``python -m advlib.course run`` applies it to every notebook it executes without error;
 ``python -m advlib.course clean NOTEBOOK...`` to given ones (``--repo-root`` names the checkout they ran in,
@@ -21,6 +25,8 @@ when another). It is deterministic and idempotent: cleaning a clean notebook cha
 """
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
 from pathlib import Path
@@ -57,6 +63,51 @@ def _rewrite(obj: Any, repo_root: Optional[os.PathLike]) -> Any:
     return obj
 
 
+def small_png(data: str) -> str:
+    """``data`` (a base64 PNG, as a notebook stores it) re-encoded with a palette of at most 256 colours when that
+    is smaller: exact when the figure has at most 256 colours (most plots), quantised with dithering otherwise
+    (smooth shading). Data that is not an opaque RGB(A) PNG (already a palette, transparent, not an image)
+    comes back as it is, so cleaning twice changes nothing."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        im = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        im.load()
+    except Exception:  # noqa: BLE001 - not an image we can read: leave it to the viewer
+        return data
+    if im.format != "PNG" or im.mode not in ("RGB", "RGBA"):
+        return data
+    if im.mode == "RGBA":
+        if im.getextrema()[3][0] != 255:  # transparent pixels: keep them
+            return data
+        im = im.convert("RGB")  # fully opaque, as matplotlib's figures are
+    rgb = np.asarray(im, dtype=np.uint32)
+    keys = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    colours, index = np.unique(keys, return_inverse=True)
+    if len(colours) <= 256:  # exact: the palette is the figure's own colours
+        pal = Image.fromarray(index.reshape(keys.shape).astype(np.uint8), mode="P")
+        pal.putpalette(np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], 1).astype(np.uint8).tobytes())
+    else:
+        pal = im.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG", optimize=True)
+    small = base64.b64encode(buf.getvalue()).decode("ascii")
+    return small if len(small) < len(data) else data
+
+
+def _last_state(text: str) -> str:
+    """Each line as Jupyter shows it: what follows its last carriage return (a progress bar's final state)."""
+    if "\r" not in text:
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if "\r" in line:
+            last = line.rsplit("\r", 1)[1]
+            lines[i] = last if last.strip() else ""  # a bar cleared with spaces (tqdm's leave=False): nothing shows
+    return "\n".join(lines)
+
+
 def _stream_lines(text: str, seen: set) -> str:
     """The lines of a stream to keep: resume lines dropped; a notice or a warning (with its indented source
     line) dropped when ``seen`` already holds it, added to ``seen`` otherwise."""
@@ -82,12 +133,16 @@ def _clean_outputs(outputs: list, seen: set, repo_root: Optional[os.PathLike]) -
     kept: list = []
     for output in outputs:
         output = _rewrite(output, repo_root)
+        png = (output.get("data") or {}).get("image/png")
+        if isinstance(png, str):
+            output["data"]["image/png"] = small_png(png)
         if output.get("output_type") == "stream":
             text = _stream_lines(_text(output.get("text", "")), seen)
             if kept and kept[-1].get("output_type") == "stream" and kept[-1].get("name") == output.get("name"):
                 prev = kept[-1]
-                prev["text"] = _as_before(prev["text"], _text(prev["text"]) + text)
+                prev["text"] = _as_before(prev["text"], _last_state(_text(prev["text"]) + text))
                 continue
+            text = _last_state(text)
             if not text:
                 continue
             output["text"] = _as_before(output.get("text", ""), text)
