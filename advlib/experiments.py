@@ -361,6 +361,32 @@ def beside_paper(rows: Mapping[str, dict], configs: Mapping[str, TrainConfig], b
 # --------------------------------------------------------------------------- distillation (notebook 05)
 
 
+SEED_BENCHMARK = paths.REPO_ROOT / "benchmarks" / "results" / "distill_ablation.json"
+
+
+def seed_benchmark(path: Optional[os.PathLike] = None) -> Optional[dict]:
+    """Notebook 05's comparisons on several seeds of a smaller budget, as ``benchmarks/distill_ablation.py``
+    committed them (:data:`SEED_BENCHMARK`; read, not recomputed: the benchmark takes about an hour on a 2-core
+    laptop). ``None`` when the file is missing (an installed copy without the repository's benchmarks)."""
+    path = Path(path) if path else SEED_BENCHMARK
+    return utils.read_json(path) if path.exists() else None
+
+
+def seed_table(bench: Mapping[str, Any]) -> str:
+    """The benchmark's rows in Markdown: mean ± standard deviation over seeds per column, each column's images."""
+    rows = bench["rows"]
+    cols = list(dict.fromkeys(c for r in rows.values() for c in r["mean"]))
+    n_of = {c: next(r["n"][c] for r in rows.values() if c in r["n"]) for c in cols}
+    head = {c: c if n_of[c] == bench["n_test"] else f"{c} (first {n_of[c]})" for c in cols}
+    body = {r["label"]: {head[c]: (f"{100 * r['mean'][c]:.1f} ± {100 * r['sd'][c]:.1f}" if c in r["mean"] and
+                                   r["sd"][c] is not None else f"{100 * r['mean'][c]:.1f}" if c in r["mean"] else "—")
+                         for c in cols} for r in rows.values()}
+    return (f"**{len(bench['seeds'])} seeds ({', '.join(map(str, bench['seeds']))}), {bench['train_samples']:,} training "
+            f"images, {bench['epochs']} epochs: `{bench['benchmark']}`, committed results** (not this notebook's runs); "
+            f"accuracy in %, mean ± standard deviation over seeds, {bench['n_test']:,} test images unless the column "
+            "says\n\n" + tables.markdown_table(body, stub="student", align="l" + "r" * len(cols)))
+
+
 def teacher_checkpoint(spec: Mapping[str, Any], profile: str, path: Optional[str] = None, *, source: str = "auto",
                        seed: int = 0) -> tuple[str, str]:
     """``(checkpoint, where it comes from)`` of notebook 05's teacher: ``path`` when given (a checkpoint, or

@@ -165,42 +165,74 @@ def gap_table(rows: list[dict]) -> str:
         return ""
     worst = max(float(b["gap"]) for b in body.values())
     return (tables.markdown_table(body, stub="APGD-CE+T vs standard AutoAttack, same images", align="lrrrr")
-            + f"\n\nLargest gap: {worst:.1f} points (FAB-T and Square break what APGD-CE+T left).")
+            + f"\n\nLargest gap: {worst:.1f} points (the images FAB-T and Square broke after APGD-CE+T, per 100).")
 
 
-def goal(rows: list[dict]) -> str:
+def goal_result(rows: list[dict]) -> dict:
     """Notebook 05's goal on these seeds: RSLAD's mean under APGD-CE+T above SAT's and ARD's by more than the
-    seeds' standard deviation (the larger of the two rows'), with each seed's exact McNemar test."""
+    seeds' standard deviation (the larger of the two rows'), with each seed's exact McNemar test. ``{}`` when the
+    rows lack the column or a pair has fewer than two seeds."""
     key = COLUMNS[GOAL_COLUMN]
     me, others = GOAL
     mine = {r["seed"]: r for r in rows if r["variant"] == me and key in r["test"]}
-    if not mine:
-        return ""
-    out, met = [], True
+    against = {}
     for o in others:
         theirs = {r["seed"]: r for r in rows if r["variant"] == o and key in r["test"]}
         seeds = sorted(set(mine) & set(theirs))
         if len(seeds) < 2:
             continue
-        a = [100 * mine[s]["test"][key] for s in seeds]
-        b = [100 * theirs[s]["test"][key] for s in seeds]
+        a = [mine[s]["test"][key] for s in seeds]
+        b = [theirs[s]["test"][key] for s in seeds]
         diff, sd = statistics.mean(a) - statistics.mean(b), max(statistics.stdev(a), statistics.stdev(b))
-        ok = diff > sd
-        met &= ok
-        tests = []
+        per_seed = {}
         for s in seeds:
             ma, mb = results.mask(mine[s]["test"], key), results.mask(theirs[s]["test"], key)
             t = stats.mcnemar(ma, mb)
-            tests.append(f"seed {s}: {100 * (sum(ma) - sum(mb)) / len(ma):+.1f}, p = {t['p_value']:.2g}")
-        out.append(f"- {LABELS[me]} − {LABELS[o]} under {GOAL_COLUMN} (first {len(ma)}): means {statistics.mean(a):.2f} "
-                   f"vs {statistics.mean(b):.2f}, {diff:+.2f} points against a standard deviation over seeds of "
-                   f"{sd:.2f}: {'higher by more than it' if ok else 'not higher by more than it'} "
-                   f"({'; '.join(tests)}).")
-    if not out:
+            per_seed[str(s)] = {"diff": (sum(ma) - sum(mb)) / len(ma), "p_value": t["p_value"], "n": len(ma)}
+        against[o] = {"mean": statistics.mean(a), "other_mean": statistics.mean(b), "diff": diff, "sd": sd,
+                      "higher": diff > sd, "seeds": per_seed}
+    if not against:
+        return {}
+    return {"student": me, "column": GOAL_COLUMN, "n": next(iter(next(iter(against.values()))["seeds"].values()))["n"],
+            "met": all(v["higher"] for v in against.values()) and len(against) == len(others), "against": against}
+
+
+def goal(rows: list[dict]) -> str:
+    """:func:`goal_result` in Markdown."""
+    g = goal_result(rows)
+    if not g:
         return ""
+    out = []
+    for o, v in g["against"].items():
+        tests = "; ".join(f"seed {s}: {100 * t['diff']:+.1f}, p = {t['p_value']:.2g}" for s, t in v["seeds"].items())
+        out.append(f"- {LABELS[g['student']]} − {LABELS[o]} under {g['column']} (first {g['n']}): means "
+                   f"{100 * v['mean']:.2f} vs {100 * v['other_mean']:.2f}, {100 * v['diff']:+.2f} points against a "
+                   f"standard deviation over seeds of {100 * v['sd']:.2f}: "
+                   f"{'higher by more than it' if v['higher'] else 'not higher by more than it'} ({tests}).")
     return ("Notebook 05's goal (the RSLAD student above the SAT and the ARD student under AutoAttack's stand-in, by "
-            "more than the seeds' standard deviation): **" + ("met" if met else "not met") + "** on this budget.\n\n"
+            "more than the seeds' standard deviation): **" + ("met" if g["met"] else "not met") + "** on this budget.\n\n"
             + "\n".join(out))
+
+
+def summary_json(rows: list[dict], command: str, train_samples: int) -> dict:
+    """What notebook 05 reads of this benchmark (``benchmarks/results/distill_ablation.json``, committed): each
+    row's accuracies per seed, their mean and standard deviation, the image count of each column, the goal and
+    the largest gap of APGD-CE+T to the standard AutoAttack on the same images."""
+    out_rows = {}
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == v]
+        cols = {col: key for col, key in COLUMNS.items() if all(key in r["test"] for r in mine)}
+        per_seed = {str(r["seed"]): {col: r["test"][key] for col, key in cols.items()} for r in mine}
+        vals = {col: [r["test"][key] for r in mine] for col, key in cols.items()}
+        out_rows[v] = {"label": LABELS[v], "scale": mine[0]["scale"], "per_seed": per_seed,
+                       "mean": {c: statistics.mean(x) for c, x in vals.items()},
+                       "sd": {c: statistics.stdev(x) if len(x) > 1 else None for c, x in vals.items()},
+                       "n": {col: mine[0]["test"].get("n_attack", {}).get(key, mine[0]["test"]["n"])
+                             for col, key in cols.items()}}
+    gaps = [r["test"]["autoattack_gap"]["gap"] for r in rows if r["test"].get("autoattack_gap")]
+    return {"benchmark": "benchmarks/distill_ablation.py", "command": command, "train_samples": train_samples,
+            "epochs": 5, "n_test": rows[0]["test"]["n"], "seeds": sorted({r["seed"] for r in rows}),
+            "rows": out_rows, "goal": goal_result(rows), "largest_autoattack_gap": max(gaps) if gaps else None}
 
 
 def main(argv=None) -> int:
@@ -239,13 +271,15 @@ def main(argv=None) -> int:
     text = "\n\n".join(t for t in (summary(rows, a.seeds), paired(rows), gap_table(rows), goal(rows)) if t)
     print(text)
     a.table.parent.mkdir(parents=True, exist_ok=True)
+    command = (f"python benchmarks/distill_ablation.py --seeds {' '.join(map(str, a.seeds))} "
+               f"--train-samples {a.train_samples}"
+               + (f" --only {' '.join(a.only)} --table {paths.shown(a.table)}" if a.only != list(DEFAULT) else "")
+               + (f" --aa {a.aa} --aa-check {a.aa_check}" if (a.aa, a.aa_check) != (500, 200) else "")
+               + (f" --aa-rows {' '.join(a.aa_rows)}" if a.aa_rows != list(AA_ROWS) else ""))
+    a.table.with_suffix(".json").write_text(json.dumps(summary_json(rows, command, a.train_samples), indent=1) + "\n")
     a.table.write_text(
         "# Notebook 05's students on several seeds, and RSLAD's ablation (small budget)\n\n"
-        f"Command: `python benchmarks/distill_ablation.py --seeds {' '.join(map(str, a.seeds))} "
-        f"--train-samples {a.train_samples}"
-        + (f" --only {' '.join(a.only)} --table {paths.shown(a.table)}" if a.only != list(DEFAULT) else "")
-        + (f" --aa {a.aa} --aa-check {a.aa_check}" if (a.aa, a.aa_check) != (500, 200) else "")
-        + (f" --aa-rows {' '.join(a.aa_rows)}" if a.aa_rows != list(AA_ROWS) else "") + "`."
+        f"Command: `{command}`."
         f" Each student: {a.train_samples:,} training images, five epochs, "
         "its recipe's loss scale; evaluated on the 1,017 pixel-exact test images (PGD-20: step 2/255, uniform "
         "start; CW∞-20: step 2/255)"

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from advlib import findings, record
+from advlib import experiments, findings, paths, record
 from advlib.course import files
 
 NOTEBOOKS = [p for p in files.find_notebooks() if any("findings.show(run)" in files.cell_source(c)
@@ -441,6 +441,57 @@ def test_nb05_wording_follows_the_numbers():
     for o, a in (("SAT", 0.36), ("ARD", 0.36)):
         met["goal"]["tests"][o]["APGD-CE+T"].update(a=a, p_value=0.01)
     assert "met: the RSLAD student is ahead of both" in " ".join(findings.part_sentences(met, "goal"))
+
+
+def seed_bench(rslad=(0.25, 0.262, 0.27), sat=(0.292, 0.278, 0.30), ard=(0.204, 0.21, 0.19),
+               natural=(0.27, 0.26, 0.28)) -> dict:
+    """What benchmarks/distill_ablation.py commits (summary_json), computed by the benchmark's own functions."""
+    import random
+    import sys
+
+    sys.path.insert(0, str(paths.REPO_ROOT / "benchmarks"))
+    import distill_ablation as da
+
+    rows = []
+    for v, accs in (("sat", sat), ("rslad", rslad), ("ard", ard), ("rslad_natural", natural)):
+        for seed, a in enumerate(accs):
+            rng = random.Random(f"{v}{seed}")
+            bits = ["1"] * round(a * 500) + ["0"] * (500 - round(a * 500))
+            rng.shuffle(bits)
+            rows.append({"variant": v, "seed": seed, "scale": 1.0, "minutes": 2.0, "test": {
+                "clean": 0.5, "APGD-CE+T": a, "n": 1017, "n_attack": {"clean": 1017, "APGD-CE+T": 500},
+                "masks": {"Clean": "1" * 1017, "APGD-CE+T": "".join(bits)},
+                "autoattack_gap": {"n": 200, "partial": a, "standard": a - 0.005, "gap": 0.005}}})
+    return da.summary_json(rows, "python benchmarks/distill_ablation.py", 10000)
+
+
+def test_nb05_seed_benchmark_wording_follows_its_numbers():
+    m = nb05()
+    m["seed_benchmark"] = seed_bench()
+    seeds = " ".join(findings.part_sentences(m, "seeds"))
+    assert "On 3 seeds of a smaller budget (10,000 training images, 5 epochs" in seeds
+    assert "RSLAD, robust teacher 26.1 ± 1.0; SAT (hard labels) 29.0 ± 1.1" in seeds
+    assert "RSLAD, robust teacher − SAT (hard labels): -2.9 points on average" in seeds and "not more than it" in seeds
+    assert "Goal on the seeds" in seeds and "not met on this budget" in seeds
+    assert "lowered it by at most 0.5 points" in seeds
+    assert "within the seeds' spread" in seeds  # robust vs natural teacher: -0.9 points, sd 1.0
+    won = dict(m, seed_benchmark=seed_bench(rslad=(0.36, 0.37, 0.38)))
+    text = " ".join(findings.part_sentences(won, "seeds"))
+    assert "Goal on the seeds (RSLAD's mean above SAT's and ARD's by more than the seeds' standard deviation): met." in text
+    assert "the robust teacher's labels help beyond the seeds' spread" in text
+    table = experiments.seed_table(seed_bench())
+    assert "APGD-CE+T (first 500)" in table and "| SAT (hard labels) | 50.0 ± 0.0 | 29.0 ± 1.1 |" in table
+    missing = dict(m, seed_benchmark=None)
+    assert "run `python benchmarks/distill_ablation.py`" in findings.part_sentences(missing, "seeds")[0]
+
+
+def test_the_committed_seed_benchmark_is_what_notebook_05_reads():
+    bench = experiments.seed_benchmark()
+    assert bench is not None, "benchmarks/results/distill_ablation.json is not committed"
+    assert bench["goal"]["column"] == "APGD-CE+T" and bench["goal"]["n"] >= 500 and len(bench["seeds"]) >= 3
+    assert {"sat", "rslad", "rslad_natural", "ard"} <= set(bench["rows"])
+    md = (paths.REPO_ROOT / "benchmarks" / "results" / "distill_ablation.md").read_text(encoding="utf-8")
+    assert ("**met**" if bench["goal"]["met"] else "**not met**") in md  # the table and the JSON: one run
 
 
 def nb06(checks04: int = 0) -> dict:
