@@ -906,7 +906,9 @@ def _05_seeds(m: dict) -> list[str]:
            + "; ".join(ms(k) for k in (me, *g["against"])) + "."]
     for o, v in g["against"].items():
         out.append(f"{rows[me]['label']} − {rows[o]['label']}: {signed(v['diff'])} on average, against a standard "
-                   f"deviation over seeds of {pts(v['sd'])}: " + ("more than it" if v["higher"] else "not more than it")
+                   f"deviation over seeds of {pts(v['sd'])}: " + ("above by more than it" if v["higher"] else
+                                                             "below by more than it" if v["diff"] < -v["sd"] else
+                                                             "within it")
                    + "; per seed " + ", ".join(f"{signed(t['diff'])} ({p_text(t['p_value'])})" for t in v["seeds"].values())
                    + " (McNemar, the choice of test images).")
     if "rslad_natural" in rows and col in rows["rslad_natural"]["mean"]:
@@ -914,14 +916,15 @@ def _05_seeds(m: dict) -> list[str]:
         d = rows[me]["mean"][col] - nat["mean"][col]
         sd = max(rows[me]["sd"][col], nat["sd"][col])
         out.append(f"The paper's ablation, on these seeds: robust soft labels − a natural teacher's soft labels "
-                   f"{signed(d)} under {col} (standard deviation over seeds {pts(sd)}): "
-                   + ("the robust teacher's labels help beyond the seeds' spread." if d > sd else
+                   f"{signed(d)} under {col} (standard deviation over seeds {pts(sd)}), "
+                   + ("beyond the seeds' spread: the robust teacher's labels help." if d > sd else
                       "within the seeds' spread: no effect of the teacher's robustness is shown on this budget."))
     out.append(f"Goal on the seeds (RSLAD's mean above SAT's and ARD's by more than the seeds' standard deviation): "
                + ("met." if g["met"] else "not met on this budget.")
-               + (f" APGD-CE+T stands in for AutoAttack there: on the first 200 images of each run the standard "
-                  f"version lowered it by at most {pts(b['largest_autoattack_gap'])}."
-                  if b.get("largest_autoattack_gap") is not None else ""))
+               + ("" if b.get("largest_autoattack_gap") is None else
+                  " APGD-CE+T stands in for AutoAttack there: on the first 200 images of each run the standard version "
+                  + (f"lowered it by at most {pts(b['largest_autoattack_gap'])}." if b["largest_autoattack_gap"] > 0 else
+                     "broke no image more.")))
     return out
 
 

@@ -284,7 +284,7 @@ def main(argv=None) -> int:
         "its recipe's loss scale; evaluated on the 1,017 pixel-exact test images (PGD-20: step 2/255, uniform "
         "start; CW∞-20: step 2/255)"
         + (f", with the original AutoAttack's APGD-CE and APGD-T (APGD-CE+T) on the first {a.aa} and the standard "
-           f"AutoAttack on the first {a.aa_check} of them, for the rows {', '.join(LABELS[v] for v in a.aa_rows)} "
+           f"AutoAttack on the first {a.aa_check} of them, for the rows {'; '.join(LABELS[v] for v in a.aa_rows)} "
            "(— where a row was not attacked)" if a.aa else "")
         + ". Mean ± standard deviation over seeds (training variance); the McNemar "
         "tests below are per seed and cover only the choice of test images.\n\n" + text + "\n")
