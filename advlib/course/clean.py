@@ -32,6 +32,9 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+from PIL import Image
+
 from ..paths import shown_in_text
 from .files import notebook_text, read_notebook
 
@@ -68,9 +71,6 @@ def small_png(data: str) -> str:
     is smaller: exact when the figure has at most 256 colours (most plots), quantised with dithering otherwise
     (smooth shading). Data that is not an opaque RGB(A) PNG (already a palette, transparent, not an image)
     comes back as it is, so cleaning twice changes nothing."""
-    import numpy as np
-    from PIL import Image
-
     try:
         im = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
         im.load()
