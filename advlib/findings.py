@@ -911,13 +911,11 @@ def _05_seeds(m: dict) -> list[str]:
                                                              "within it")
                    + "; per seed " + ", ".join(f"{signed(t['diff'])} ({p_text(t['p_value'])})" for t in v["seeds"].values())
                    + " (McNemar, the choice of test images).")
-    if "rslad_natural" in rows and col in rows["rslad_natural"]["mean"]:
-        nat = rows["rslad_natural"]
-        d = rows[me]["mean"][col] - nat["mean"][col]
-        sd = max(rows[me]["sd"][col], nat["sd"][col])
+    ab = b.get("ablation")
+    if ab:
         out.append(f"The paper's ablation, on these seeds: robust soft labels − a natural teacher's soft labels "
-                   f"{signed(d)} under {col} (standard deviation over seeds {pts(sd)}), "
-                   + ("beyond the seeds' spread: the robust teacher's labels help." if d > sd else
+                   f"{signed(ab['diff'])} under {col} (standard deviation over seeds {pts(ab['sd'])}), "
+                   + ("beyond the seeds' spread: the robust teacher's labels help." if ab["higher"] else
                       "within the seeds' spread: no effect of the teacher's robustness is shown on this budget."))
     out.append(f"Goal on the seeds (RSLAD's mean above SAT's and ARD's by more than the seeds' standard deviation): "
                + ("met." if g["met"] else "not met on this budget.")

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 import distill_budget
-from advlib import checkpoints, data, evaluate, paths, recipes, results, stats, tables, train
+from advlib import checkpoints, data, evaluate, paths, recipes, results, tables, train
 
 ATTACKS = ("pgd-20@2/255", "cw-20@2/255")
 AA_ATTACKS = ("aa-apgd", "aa")  # AutoAttack's first two attacks on --aa images, completed on the first --aa-check
@@ -141,11 +141,8 @@ def paired(rows: list[dict]) -> str:
                 if key not in by[(a_, seed)]["test"] or key not in by[(b_, seed)]["test"]:
                     line[col] = "—"
                     continue
-                column = "Clean" if key == "clean" else key
-                ma, mb = results.mask(by[(a_, seed)]["test"], column), results.mask(by[(b_, seed)]["test"], column)
-                t = stats.mcnemar(ma, mb)
-                diff = 100 * (sum(ma) - sum(mb)) / len(ma)
-                line[col] = f"{diff:+.2f} (p = {t['p_value']:.2g})"
+                t = results.paired(by[(a_, seed)]["test"], by[(b_, seed)]["test"], "Clean" if key == "clean" else key)
+                line[col] = f"{100 * (t['a'] - t['b']):+.2f} (p = {t['p_value']:.2g})"
             body[f"{LABELS[a_]} − {LABELS[b_]}, seed {seed}"] = line
     n = rows[0]["test"]["n"]
     return tables.markdown_table(body, stub=f"difference on the same images ({n:,} unless the column says; exact McNemar)",
@@ -168,29 +165,28 @@ def gap_table(rows: list[dict]) -> str:
             + f"\n\nLargest gap: {worst:.1f} points (the images FAB-T and Square broke after APGD-CE+T, per 100).")
 
 
+def compare_seeds(rows: list[dict], a_: str, b_: str, column: str = GOAL_COLUMN) -> dict:
+    """Row ``a_`` against row ``b_`` under ``column`` over the seeds both ran: the difference of the means against
+    the seeds' standard deviation (the larger of the two rows'), and each seed's exact McNemar test. ``{}`` when
+    fewer than two seeds have the column for both."""
+    key = COLUMNS[column]
+    by = {(r["variant"], r["seed"]): r["test"] for r in rows if key in r["test"]}
+    seeds = sorted(s for v, s in by if v == a_ and (b_, s) in by)
+    if len(seeds) < 2:
+        return {}
+    a = [by[(a_, s)][key] for s in seeds]
+    b = [by[(b_, s)][key] for s in seeds]
+    diff, sd = statistics.mean(a) - statistics.mean(b), max(statistics.stdev(a), statistics.stdev(b))
+    tests = {str(s): results.paired(by[(a_, s)], by[(b_, s)], key) for s in seeds}
+    return {"mean": statistics.mean(a), "other_mean": statistics.mean(b), "diff": diff, "sd": sd, "higher": diff > sd,
+            "seeds": {s: {"diff": t["a"] - t["b"], "p_value": t["p_value"], "n": t["n"]} for s, t in tests.items()}}
+
+
 def goal_result(rows: list[dict]) -> dict:
     """Notebook 05's goal on these seeds: RSLAD's mean under APGD-CE+T above SAT's and ARD's by more than the
-    seeds' standard deviation (the larger of the two rows'), with each seed's exact McNemar test. ``{}`` when the
-    rows lack the column or a pair has fewer than two seeds."""
-    key = COLUMNS[GOAL_COLUMN]
+    seeds' standard deviation (:func:`compare_seeds`). ``{}`` when no pair has two seeds with the column."""
     me, others = GOAL
-    mine = {r["seed"]: r for r in rows if r["variant"] == me and key in r["test"]}
-    against = {}
-    for o in others:
-        theirs = {r["seed"]: r for r in rows if r["variant"] == o and key in r["test"]}
-        seeds = sorted(set(mine) & set(theirs))
-        if len(seeds) < 2:
-            continue
-        a = [mine[s]["test"][key] for s in seeds]
-        b = [theirs[s]["test"][key] for s in seeds]
-        diff, sd = statistics.mean(a) - statistics.mean(b), max(statistics.stdev(a), statistics.stdev(b))
-        per_seed = {}
-        for s in seeds:
-            ma, mb = results.mask(mine[s]["test"], key), results.mask(theirs[s]["test"], key)
-            t = stats.mcnemar(ma, mb)
-            per_seed[str(s)] = {"diff": (sum(ma) - sum(mb)) / len(ma), "p_value": t["p_value"], "n": len(ma)}
-        against[o] = {"mean": statistics.mean(a), "other_mean": statistics.mean(b), "diff": diff, "sd": sd,
-                      "higher": diff > sd, "seeds": per_seed}
+    against = {o: c for o in others if (c := compare_seeds(rows, me, o))}
     if not against:
         return {}
     return {"student": me, "column": GOAL_COLUMN, "n": next(iter(next(iter(against.values()))["seeds"].values()))["n"],
@@ -217,7 +213,8 @@ def goal(rows: list[dict]) -> str:
 def summary_json(rows: list[dict], command: str, train_samples: int) -> dict:
     """What notebook 05 reads of this benchmark (``benchmarks/results/distill_ablation.json``, committed): each
     row's accuracies per seed, their mean and standard deviation, the image count of each column, the goal and
-    the largest gap of APGD-CE+T to the standard AutoAttack on the same images."""
+    the paper's ablation (robust against natural soft labels, :func:`compare_seeds`) and the largest gap of
+    APGD-CE+T to the standard AutoAttack on the same images."""
     out_rows = {}
     for v in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == v]
@@ -232,7 +229,8 @@ def summary_json(rows: list[dict], command: str, train_samples: int) -> dict:
     gaps = [r["test"]["autoattack_gap"]["gap"] for r in rows if r["test"].get("autoattack_gap")]
     return {"benchmark": "benchmarks/distill_ablation.py", "command": command, "train_samples": train_samples,
             "epochs": 5, "n_test": rows[0]["test"]["n"], "seeds": sorted({r["seed"] for r in rows}),
-            "rows": out_rows, "goal": goal_result(rows), "largest_autoattack_gap": max(gaps) if gaps else None}
+            "rows": out_rows, "goal": goal_result(rows), "ablation": compare_seeds(rows, "rslad", "rslad_natural"),
+            "largest_autoattack_gap": max(gaps) if gaps else None}
 
 
 def main(argv=None) -> int:
