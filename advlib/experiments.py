@@ -61,6 +61,11 @@ def run_dir(notebook: str, recipe: str, profile: str) -> Path:
     return record.runs_root() / record.check_profile(profile) / notebook / run_key(recipe)
 
 
+def notebook_dir(notebook: str, profile: str) -> Path:
+    """The folder of ``notebook``'s runs in ``profile``: ``runs/<profile>/<notebook>`` (as :func:`run_dir`)."""
+    return record.runs_root() / record.check_profile(profile) / notebook
+
+
 def titled(names: Sequence[str]) -> dict[str, str]:
     """``{title: recipe}`` for recipe names, each titled as its recipe is (``recipes.get(name).title``)."""
     out = {recipes.get(n).title: n for n in names}
@@ -154,26 +159,30 @@ RUN_SETTINGS = ("model", "method", "epochs", "schedule", "lr", "steps", "loss_sc
 def run_settings(configs: Mapping[str, TrainConfig], keys: Sequence[str] = RUN_SETTINGS) -> dict[str, dict]:
     """``{title: {setting: value}}`` of a notebook's runs, to record in its metrics (``run.set(runs=...)``), so that
     its findings can say what each run was; ``train_images``: the images a run trains on after its held-out split
-    (None for the whole training set)."""
+    (None for the whole training set); ``folder``: the name of its run folder."""
     out = {}
     for title, c in configs.items():
         n = c.train_samples
         out[str(title)] = {**{k: getattr(c, k) for k in keys},
-                           "train_images": None if n is None else n - train.holdout_size(c, n)}
+                           "train_images": None if n is None else n - train.holdout_size(c, n),
+                           "folder": Path(c.out_dir).name if c.out_dir else None}
     return out
 
 
 # --------------------------------------------------------------------------- training
 
 
-def train_all(run: record.Run, configs: Mapping[str, TrainConfig], resume: Union[bool, str] = "if_same") -> dict:
+def train_all(run: record.Run, configs: Mapping[str, TrainConfig], resume: Union[bool, str] = "if_same",
+              reuse_from: Sequence[os.PathLike] = ()) -> dict:
     """Train each run of ``{title: TrainConfig}`` in order (``resume="if_same"``: a finished run is reused, an
     interrupted one resumes, one with other settings starts over), recording its training time in ``run``.
+    ``reuse_from``: other notebooks' folders (:func:`notebook_dir`) where a finished run with the same settings
+    and data is copied from instead of trained again (:func:`advlib.train.adopt_finished`).
     Returns ``{title: train.fit(...) metrics}``."""
     fits = {}
     for name, cfg in configs.items():
         print(f"== {name}")
-        fits[name] = train.fit(cfg, resume=resume)
+        fits[name] = train.fit(cfg, resume=resume, reuse_from=reuse_from)
         run.train_time(str(name), fits[name]["train_seconds"])
     return fits
 
@@ -294,8 +303,11 @@ def evaluate_checkpoints(configs: Mapping[str, TrainConfig], fits: Mapping[str, 
                 continue
             print(f"== {row}")
             model = load(cfg, ck)
-            results[row] = paper_columns(model, dataset, state_path=Path(cfg.out_dir) / f"evaluation_{ck}.json",
-                                         **settings)
+            state = Path(cfg.out_dir) / f"evaluation_{ck}.json"
+            other = Path(cfg.out_dir) / f"evaluation_{next(c for c in CHECKPOINTS if c != ck)}.json"
+            if title in same and not state.exists() and other.exists():
+                state = other  # the same weights: the other checkpoint's evaluation (valid if its fingerprint agrees)
+            results[row] = paper_columns(model, dataset, state_path=state, **settings)
             models[row] = model if keep_models else None
     keys = ([(t, ck) for t in plan for ck in CHECKPOINTS if ck in plan[t]] if by == "run" else
             [(t, ck) for ck in CHECKPOINTS for t in plan if ck in plan[t]])

@@ -129,8 +129,10 @@ _LIST += [
 ]
 
 # Notebook 04: SAT, TRADES and MART on the same small net, the same inner maximisation (3 steps of
-# 2.5·ε/3 from the method's own start) and the same budget.
-_FAMILY = {**_CIFAR_SMALL, "steps": 3, "alpha": 2.5 * CIFAR_EPS / 3, "epochs": 5}
+# 2.5·ε/3 from the method's own start) and the same budget, with flips but no random crops: the settings of
+# notebook 05's students (whose teacher's outputs are cached per image and flip, below), so that cifar_s_sat and
+# cifar_d_sat (TRADES, MART too) are the same run, trained once for both notebooks (train.fit's reuse_from).
+_FAMILY = {**_CIFAR_SMALL, "steps": 3, "alpha": 2.5 * CIFAR_EPS / 3, "epochs": 5, "augment_crop": False}
 _LIST += [
     Recipe("cifar_s_sat", "SAT", {**_FAMILY, "method": "pgd"},
            "Madry et al. 2018: cross-entropy at the PGD example"),
@@ -168,7 +170,7 @@ _LIST += [
 # 10,000 training images, the best held-out PGD-10 of the monitor, ties to the smaller scale):
 # benchmarks/distill_budget.py, table in benchmarks/results/distill_budget.md. _SCALE holds the choices.
 _SCALE = {"sat": 1.0, "trades": 1.0, "mart": 1.0, "ard": 3.0, "iad": 3.0, "rslad": 3.0}  # natural: not searched (its PGD accuracy is 0 at every scale)
-_DISTIL = {**_FAMILY, "augment_crop": False}
+_DISTIL = _FAMILY  # notebook 04's budget and augmentation
 _LIST += [
     Recipe("cifar_d_natural", "Natural", {**_DISTIL, "method": "standard"},
            "the non-robust student (the RSLAD table's Natural row)"),

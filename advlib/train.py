@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import shutil
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -167,7 +168,7 @@ def monitor_alpha(cfg: TrainConfig) -> float:
 
 
 def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optional[data_mod.Dataset] = None,
-        resume: Union[bool, str] = True, verbose: bool = False) -> dict:
+        resume: Union[bool, str] = True, verbose: bool = False, reuse_from: Sequence[Union[str, Path]] = ()) -> dict:
     """Train per ``cfg``; return the run's metrics (also written to ``out_dir/metrics.json``).
 
     ``resume=True`` continues from ``out_dir/last.pt`` (a finished run is reused as it is) and
@@ -175,6 +176,10 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     case (what notebooks want after their settings were edited); ``resume=False`` always starts over.
     A resumed run is named with its step when ``verbose`` (the command line); otherwise one notice per
     process says that saved work is reused (:func:`advlib.utils.say_resumed`).
+
+    ``reuse_from``: folders of other runs (e.g. another notebook's). When ``out_dir`` holds no ``last.pt`` and
+    resuming is allowed, a *finished* run among their subfolders with the same settings, the same training data
+    and the same teacher is copied into ``out_dir`` (:func:`adopt_finished`) and reused instead of trained again.
     """
     if resume not in (True, False, "if_same"):
         raise ValueError(f"resume must be True, False or 'if_same'; got {resume!r}")
@@ -235,6 +240,13 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         state["teacher"] = teacher.digest
     last = out / "last.pt"
     ck = load_checkpoint(last, map_location=device) if (resume and last.exists()) else None
+    stale = ck is not None and resume == "if_same" and bool(_config_diff(cfg, ck, state["data"], state.get("teacher")))
+    if resume and reuse_from and (ck is None or stale):  # nothing here to resume: a finished twin elsewhere?
+        if utils.is_main():
+            adopt_finished(cfg, reuse_from, state["data"], state.get("teacher"))
+        utils.barrier()
+        if last.exists():
+            ck = load_checkpoint(last, map_location=device)
     if ck is not None and resume == "if_same" and _config_diff(cfg, ck, state["data"], state.get("teacher")):
         if utils.is_main():
             print(f"The settings or the data changed since {paths.shown(last)} was written "
@@ -354,6 +366,50 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     return run_metrics(cfg, state, train_data, True, total_steps)
 
 
+# What a finished run's folder holds that another folder can reuse: its weights, its record and its evaluations
+# (advlib.evaluate's states, valid only for the weights and images they were computed on: their fingerprint).
+ADOPTED_FILES = ("last.pt", "best.pt", "metrics.json", "evaluation_*.json")
+
+
+def adopt_finished(cfg: TrainConfig, folders: Sequence[Union[str, Path]], data_desc: str,
+                   teacher: Optional[str] = None) -> Optional[Path]:
+    """Copy into ``cfg.out_dir`` the first finished run found in a subfolder of ``folders`` (or a folder itself)
+    whose checkpoint has ``cfg``'s settings (up to :data:`RESUME_FREE`, e.g. its folder), was trained on
+    ``data_desc`` and, for a distillation method, by the teacher of digest ``teacher``; return where it came from,
+    or None. An interrupted run, or one with other settings, is never copied. Two notebooks that train the same
+    recipe on the same budget thus train it once: the second copies the first's run (``fit(..., reuse_from=)``)."""
+    out = Path(cfg.out_dir)
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for cand in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
+            if cand.resolve() == out.resolve() or not (cand / "last.pt").exists():
+                continue
+            try:  # finished: its record says so (written after its last checkpoint)
+                if not utils.read_json(cand / "metrics.json").get("complete"):
+                    continue
+                ck = load_checkpoint(cand / "last.pt")
+            except Exception:  # no record, or a damaged or foreign file: not a run to reuse
+                continue
+            if _config_diff(cfg, ck, data_desc, teacher):
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            for pattern in ADOPTED_FILES:  # what a stale run here left (its evaluations: other weights) goes first
+                for f in out.glob(pattern):
+                    f.unlink()
+            for pattern in ADOPTED_FILES:
+                for f in sorted(cand.glob(pattern)):
+                    if f.name != "last.pt":
+                        shutil.copy2(f, out / f.name)
+            ck["state"]["copied_from"] = paths.shown(cand)  # kept in the run's state: its metrics.json says it
+            save_checkpoint(out / "last.pt", ck)  # last, so that an interrupted copy is no run to resume
+            print(f"{paths.shown(out)}: the same settings, data and teacher as the finished run "
+                  f"{paths.shown(cand)}, copied from there instead of trained again.", flush=True)
+            return cand
+    return None
+
+
 def _settings(config: dict) -> dict:
     """A config dict as resuming compares it: in today's fields (:func:`advlib.losses.upgrade`: TRADES' β of an
     older checkpoint is its ``params["beta"]``), a field added after it was written at its default, and every
@@ -391,6 +447,7 @@ def run_metrics(cfg: TrainConfig, state: dict, train_data: data_mod.Dataset, fin
         "config": cfg.to_dict(), "data": train_data.label, "data_origin": train_data.origin,
         **({"teacher": {"path": cfg.teacher, "weights": state["teacher"]}} if state.get("teacher") else {}),
         "epochs_done": state["epoch"], "train_seconds": round(state["train_seconds"], 2),
+        **({"copied_from": state["copied_from"]} if state.get("copied_from") else {}),
         "best_epoch": state["best_epoch"],
         "best_holdout_pgd" if monitors_robustness(cfg) else "best_holdout_clean":
             state["best_robust"], "final": hist[-1] if hist else None, "history": hist,

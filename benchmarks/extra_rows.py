@@ -7,10 +7,12 @@ Notebook 04's cpu profile trains SAT, TRADES and MART and leaves AWP out (``extr
 leaves AdaAD out (``extra_students``), because each would take the notebook past its time budget. This script
 measures such a row the way the notebook would: each run trains with ``advlib.experiments.configs`` exactly as
 the notebook's cpu profile builds it, into the notebook's own run folder ``runs/cpu/<notebook>/<run>`` (a
-finished run is reused, here and by the notebook later; an interrupted one resumes), and its last checkpoint is
-evaluated as the notebook's cpu profile evaluates it (``experiments.paper_columns``: the 1,017 pixel-exact test
-images, the RSLAD paper's columns, AutoAttack's APGD-CE + APGD-T on the first 500 and the standard version on 200
-of them for the gap; the evaluation resumes too). The first run is the baseline: each other row gets the exact
+finished run is reused, here and by the notebook later, or copied from notebook 04's or 05's folder when one of them
+trained it with the same settings; an interrupted one resumes), and its last checkpoint is evaluated as the
+notebook's cpu profile evaluates it (``experiments.paper_columns``: the 1,017 pixel-exact test images, the RSLAD
+paper's columns, AutoAttack's APGD-CE + APGD-T on the first 500 and the standard version on 200 of them for the
+gap), into the notebook's own saved state (``evaluation_last.json``): the evaluation resumes, and neither this
+script nor the notebook runs it twice. The first run is the baseline: each other row gets the exact
 McNemar test against it on the same images (it covers the choice of test images, not training seeds: one seed).
 
 Minutes are wall-clock training minutes on this machine; run it with nothing else CPU-heavy.
@@ -27,6 +29,7 @@ from advlib import data, experiments, paths, reference, results, tables, train
 
 SETTINGS = dict(n=None, n_aa=500, aa_proxy=True, n_aa_check=200)  # notebooks 04 and 05, cpu profile
 TEACHER = paths.REPO_ROOT / "data" / "models" / "cifar_teacher.pt"  # notebook 05's cpu teacher
+SHARING = ("04_trades_mart_cifar10", "05_rslad_distillation_cifar10")  # notebooks that train the same runs (SAT...)
 COLUMNS = ("Clean", "FGSM", "PGD_SAT", "PGD_TRADES", "CW∞", "APGD-CE+T", "AA")
 
 
@@ -54,10 +57,11 @@ def main(argv=None) -> int:
     res, minutes = {}, {}
     for title, cfg in configs.items():
         t0 = time.time()
-        fit = train.fit(cfg, resume="if_same")
+        fit = train.fit(cfg, resume="if_same", reuse_from=[experiments.notebook_dir(nb, "cpu") for nb in SHARING
+                                                           if nb != a.notebook])
         minutes[title] = fit.get("train_seconds", time.time() - t0) / 60
         model = experiments.load(cfg, "last")
-        state = Path(cfg.out_dir) / "extra_rows_eval.state.json"
+        state = Path(cfg.out_dir) / "evaluation_last.json"  # the notebook's own: the same evaluation, done once
         res[title] = experiments.paper_columns(model, test, state_path=state, progress=False, **SETTINGS)
         print(json.dumps({"run": title, "minutes": round(minutes[title], 1), "clean": res[title]["clean"],
                           **res[title]["robust"]}), flush=True)

@@ -171,12 +171,14 @@ def fit_of(seconds: float, best: int, done: int, clean: float = 0.8, pgd=0.4) ->
 
 def test_train_all_in_order_with_its_timing(runs, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(experiments.train, "fit", lambda cfg, resume: calls.append((cfg.out_dir, resume)) or
-                        fit_of(60.0 * len(calls), 2, 3))
+    monkeypatch.setattr(experiments.train, "fit", lambda cfg, resume, reuse_from: calls.append(
+        (cfg.out_dir, resume, list(reuse_from))) or fit_of(60.0 * len(calls), 2, 3))
     run = record.Run("03_x", "smoke")
     cfgs = experiments.configs({"Standard": "cifar_standard", "SAT": "cifar_sat"}, run.dir)
-    fits = experiments.train_all(run, cfgs)
-    assert calls == [(str(run.dir / "standard"), "if_same"), (str(run.dir / "sat"), "if_same")]
+    other = experiments.notebook_dir("04_x", "smoke")
+    fits = experiments.train_all(run, cfgs, reuse_from=[other])
+    assert other == run.dir.parent / "04_x"
+    assert calls == [(str(run.dir / "standard"), "if_same", [other]), (str(run.dir / "sat"), "if_same", [other])]
     assert capsys.readouterr().out == "== Standard\n== SAT\n"
     assert run.data["train_seconds"] == {"Standard": 60.0, "SAT": 120.0}
     table = experiments.timing_table(cfgs, fits)
@@ -243,6 +245,21 @@ def test_best_and_last_by_run(two_runs, capsys):
     assert table["rows_meta"] == ev.rows_meta
     assert text.startswith("**tensors, ε = 8/255, 16 test images (no AutoAttack in this profile)**; accuracy in %, "
                            "95% interval in brackets. For SAT the best epoch was the last: both rows are the same weights.")
+
+
+def test_same_weights_read_the_other_checkpoints_evaluation(two_runs, monkeypatch):
+    """When best.pt and last.pt hold the same weights, the state saved for one (e.g. by another notebook that
+    evaluated its last first, then copied here with the run) serves the other; never for different weights."""
+    run, cfgs, fits, loads = two_runs
+    used = []
+    monkeypatch.setattr(experiments, "paper_columns", lambda model, data, state_path=None, **kw: used.append(
+        (state_path.parent.name, state_path.name)) or {})
+    for folder in ("s_sat", "s_trades"):
+        (run.dir / folder).mkdir(parents=True, exist_ok=True)
+        (run.dir / folder / "evaluation_last.json").write_text("{}")
+    experiments.evaluate_checkpoints(cfgs, fits, tensors(), ("best", "last"))
+    assert used == [("s_sat", "evaluation_last.json"),  # SAT: best epoch = last, the same weights
+                    ("s_trades", "evaluation_best.json"), ("s_trades", "evaluation_last.json")]
 
 
 def test_last_first_by_checkpoint_with_single_rows_and_kept_models(two_runs, capsys):
@@ -407,6 +424,7 @@ def test_run_settings_and_the_monitors_peak(tmp_path):
     s = experiments.run_settings(cfgs)
     assert s["SAT"]["model"] == "airbench_m" and s["SAT"]["method"] == "n_fgsm" and s["SAT"]["train_images"] is None
     assert s["SAT, small data"]["train_images"] == 4000  # 5,000 less the 1,000 held out
+    assert s["SAT"]["folder"] == "sat" and s["SAT, small data"]["folder"] == "sat_small_data"
     hist = [{"epoch": e, "holdout_pgd": p} for e, p in zip((1, 2, 3, 4), (0.30, 0.34, 0.34, 0.31))]
     assert experiments.peak_and_last(hist, cfgs["SAT, small data"]) == {
         "best_epoch": 2, "epochs": 4, "best_pgd": 0.34, "last_pgd": 0.31, "n": 250, "steps": 10}

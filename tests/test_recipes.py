@@ -76,3 +76,14 @@ def test_notebook_02s_runs_are_one_definition_per_profile(tmp_path):
     assert smoke["PGD (Madry)"].epochs == pytest.approx(0.3 * cpu["PGD (Madry)"].epochs)
     with pytest.raises(ValueError, match="profile"):
         recipes.mnist_course("laptop", tmp_path)
+
+
+@pytest.mark.parametrize("s, d", [("cifar_s_sat", "cifar_d_sat"), ("cifar_s_trades", "cifar_d_trades"),
+                                  ("cifar_s_mart", "cifar_d_mart")])
+def test_notebooks_04_and_05_train_sat_trades_and_mart_with_the_same_settings(s, d):
+    """What lets notebook 05 copy notebook 04's three runs (train.fit's reuse_from) instead of training them again:
+    the same settings in every field a resumed run compares."""
+    from advlib import train
+    a, b = recipes.config(s).to_dict(), recipes.config(d).to_dict()
+    assert {k: (a[k], b[k]) for k in a if k not in train.RESUME_FREE and a[k] != b[k]} == {}
+    assert a["augment_crop"] is False  # flips only: the distillation students' teacher cache needs it

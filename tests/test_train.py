@@ -191,3 +191,54 @@ def test_a_field_added_later_counts_as_its_default_on_resume(tmp_path):
     train.save_checkpoint(path, ck)
     assert train._config_diff(cfg, ck, ck["state"]["data"]) == {}
     assert "monitor_every" in train._config_diff(cfg.replace(monitor_every=5), ck, ck["state"]["data"])
+
+
+# --------------------------------------------------------------------------- a finished twin elsewhere (reuse_from)
+
+
+def _no_training(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("trained although a finished run with the same settings was there to copy")
+    monkeypatch.setattr(train, "train_step", refuse)
+
+
+def test_a_finished_run_with_the_same_settings_is_copied_not_trained(tmp_path, monkeypatch):
+    src = small_cfg(tmp_path / "nb04", epochs=0.2)
+    done = train.fit(src)
+    (tmp_path / "nb04" / "run" / "evaluation_last.json").write_text("{}")  # an evaluation travels with the weights
+    twin = dataclasses.replace(src, out_dir=str(tmp_path / "nb05" / "sat"))
+    _no_training(monkeypatch)
+    m = train.fit(twin, resume="if_same", reuse_from=[tmp_path / "nb04"])
+    out = tmp_path / "nb05" / "sat"
+    assert m["complete"] and m["copied_from"].endswith("nb04/run")
+    assert m["history"] == done["history"] and m["train_seconds"] == done["train_seconds"]
+    assert (out / "evaluation_last.json").exists() and (out / "best.pt").exists()
+    assert json.loads((out / "metrics.json").read_text())["config"]["out_dir"] == twin.out_dir
+    a = torch.load(out / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "nb04" / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert train.fit(twin, resume="if_same")["copied_from"] == m["copied_from"]  # said again when reused later
+
+
+def test_a_run_with_other_settings_or_unfinished_is_not_copied(tmp_path, monkeypatch):
+    other = small_cfg(tmp_path / "nb04", epochs=0.2, lr=1e-3)
+    train.fit(other)
+    unfinished = small_cfg(tmp_path / "nb04b", epochs=0.2)
+    train.fit(unfinished)
+    rec = json.loads((tmp_path / "nb04b" / "run" / "metrics.json").read_text())
+    (tmp_path / "nb04b" / "run" / "metrics.json").write_text(json.dumps({**rec, "complete": False}))
+    cfg = dataclasses.replace(unfinished, out_dir=str(tmp_path / "nb05" / "sat"))
+    m = train.fit(cfg, resume="if_same", reuse_from=[tmp_path / "nb04", tmp_path / "nb04b", tmp_path / "missing"])
+    assert "copied_from" not in m and m["complete"]  # trained here
+
+
+def test_a_stale_run_here_gives_way_to_a_finished_twin(tmp_path, monkeypatch, capsys):
+    cfg = small_cfg(tmp_path / "nb05", epochs=0.2)
+    train.fit(dataclasses.replace(cfg, lr=1e-3))  # this folder's run, with settings since edited
+    (tmp_path / "nb05" / "run" / "evaluation_best.json").write_text("{}")  # and an evaluation of its weights
+    train.fit(dataclasses.replace(cfg, out_dir=str(tmp_path / "nb04" / "s_sat")))  # the twin, finished elsewhere
+    _no_training(monkeypatch)
+    m = train.fit(cfg, resume="if_same", reuse_from=[tmp_path / "nb04"])
+    assert m["copied_from"].endswith("nb04/s_sat") and m["config"]["lr"] == cfg.lr
+    assert not (tmp_path / "nb05" / "run" / "evaluation_best.json").exists()  # it went with the stale run
+    assert "training from scratch" not in capsys.readouterr().out
