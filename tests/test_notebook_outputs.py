@@ -383,6 +383,22 @@ def test_a_progress_bar_keeps_its_last_state_as_jupyter_shows_it():
                                                           "outputs": out}], "metadata": {}}))["cells"][0]["outputs"] == out
 
 
+def test_a_bar_cleared_between_two_prints_leaves_one_print_in_one_pass():
+    """Training prints a line per epoch between progress bars that clear themselves (tqdm's leave=False): the bars
+    go, and the prints around them become one output in the first pass, so that cleaning twice changes nothing
+    (the course runner cleans once; the committed-notebook test cleans again)."""
+    outputs = []
+    for epoch in (1, 2):
+        outputs += [{"output_type": "stream", "name": "stderr", "text": f"\repoch {epoch}/2:  50%|#  | 1/2"},
+                    {"output_type": "stream", "name": "stderr", "text": "\r" + " " * 30 + "\r"},
+                    {"output_type": "stream", "name": "stdout", "text": f"epoch {epoch}/2: loss 0.5\n"}]
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "", "outputs": outputs}], "metadata": {}}
+    once = clean.clean_notebook(nb)
+    assert [(o["name"], "".join(o["text"])) for o in once["cells"][0]["outputs"]] == [
+        ("stdout", "epoch 1/2: loss 0.5\nepoch 2/2: loss 0.5\n")]
+    assert clean.clean_notebook(copy.deepcopy(once)) == once
+
+
 def test_committed_notebooks_show_no_carriage_returns():
     for path in NOTEBOOKS:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -140,7 +140,11 @@ def _clean_outputs(outputs: list, seen: set, repo_root: Optional[os.PathLike]) -
             text = _stream_lines(_text(output.get("text", "")), seen)
             if kept and kept[-1].get("output_type") == "stream" and kept[-1].get("name") == output.get("name"):
                 prev = kept[-1]
-                prev["text"] = _as_before(prev["text"], _last_state(_text(prev["text"]) + text))
+                merged = _last_state(_text(prev["text"]) + text)
+                if merged:
+                    prev["text"] = _as_before(prev["text"], merged)
+                else:  # a bar cleared at its end (tqdm's leave=False): nothing shows, so nothing stays, and the
+                    kept.pop()  # streams around it are neighbours again (one pass cleans as much as two)
                 continue
             text = _last_state(text)
             if not text:
