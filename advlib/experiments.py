@@ -58,11 +58,12 @@ def run_key(recipe: str) -> str:
 def run_dir(notebook: str, recipe: str, profile: str) -> Path:
     """Where ``notebook`` trains ``recipe`` in ``profile``: ``runs/<profile>/<notebook>/<run_key(recipe)>``
     (under ``ADVLIB_RUNS`` when set, as :func:`advlib.record.runs_root`)."""
-    return record.runs_root() / record.check_profile(profile) / notebook / run_key(recipe)
+    return notebook_dir(notebook, profile) / run_key(recipe)
 
 
 def notebook_dir(notebook: str, profile: str) -> Path:
-    """The folder of ``notebook``'s runs in ``profile``: ``runs/<profile>/<notebook>`` (as :func:`run_dir`)."""
+    """The folder of ``notebook``'s runs in ``profile``: ``runs/<profile>/<notebook>`` (under ``ADVLIB_RUNS`` when
+    set, as :func:`advlib.record.runs_root`)."""
     return record.runs_root() / record.check_profile(profile) / notebook
 
 

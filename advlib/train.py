@@ -177,8 +177,9 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
     A resumed run is named with its step when ``verbose`` (the command line); otherwise one notice per
     process says that saved work is reused (:func:`advlib.utils.say_resumed`).
 
-    ``reuse_from``: folders of other runs (e.g. another notebook's). When ``out_dir`` holds no ``last.pt`` and
-    resuming is allowed, a *finished* run among their subfolders with the same settings, the same training data
+    ``reuse_from``: folders of other runs (e.g. another notebook's). When ``out_dir`` holds no ``last.pt`` (or, with
+    ``resume="if_same"``, one written with other settings) and resuming is allowed, a *finished* run among their
+    subfolders with the same settings, the same training data
     and the same teacher is copied into ``out_dir`` (:func:`adopt_finished`) and reused instead of trained again.
     """
     if resume not in (True, False, "if_same"):
@@ -240,8 +241,9 @@ def fit(cfg: TrainConfig, model: Optional[nn.Module] = None, train_data: Optiona
         state["teacher"] = teacher.digest
     last = out / "last.pt"
     ck = load_checkpoint(last, map_location=device) if (resume and last.exists()) else None
-    stale = ck is not None and resume == "if_same" and bool(_config_diff(cfg, ck, state["data"], state.get("teacher")))
-    if resume and reuse_from and (ck is None or stale):  # nothing here to resume: a finished twin elsewhere?
+    if resume and reuse_from and (ck is None or (resume == "if_same" and _config_diff(cfg, ck, state["data"],
+                                                                                        state.get("teacher")))):
+        # nothing here to resume (no run, or one whose settings changed): a finished twin elsewhere?
         if utils.is_main():
             adopt_finished(cfg, reuse_from, state["data"], state.get("teacher"))
         utils.barrier()

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--note", default="", help="a sentence on how it was measured (the machine, what else ran), kept in the table")
     a = p.parse_args(argv)
     runs = dict(a.runs)
-    folder = paths.REPO_ROOT / "runs" / "cpu" / a.notebook
+    folder = experiments.notebook_dir(a.notebook, "cpu")
     configs = experiments.configs(runs, folder, 1.0, teacher=str(a.teacher), source="auto", seed=0)
     test = data.load("cifar10", "test", source="exact")
     res, minutes = {}, {}
