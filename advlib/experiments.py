@@ -110,8 +110,7 @@ def course_model(notebook: str, recipe: str, profile: str, checkpoint: str = "la
 def course_metrics(notebook: str, profile: str, recipe: Optional[str] = None, missing_ok: bool = False) -> dict:
     """The ``metrics.json`` of ``notebook`` in ``profile`` (with ``recipe``: of that run's training); ``{}`` for a
     missing file when ``missing_ok``, else FileNotFoundError saying what to run."""
-    folder = record.runs_root() / record.check_profile(profile) / notebook
-    path = (run_dir(notebook, recipe, profile) if recipe else folder) / "metrics.json"
+    path = (run_dir(notebook, recipe, profile) if recipe else notebook_dir(notebook, profile)) / "metrics.json"
     if path.exists():
         return utils.read_json(path)
     if missing_ok:

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from advlib import evaluate, paths, record, tables
+from advlib import evaluate, experiments, paths, tables
 
 NOTEBOOKS = ("03_pgd_training_cifar10", "04_trades_mart_cifar10", "05_rslad_distillation_cifar10",
              "06_evaluating_robustness")
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--goal", type=float, default=None, help="a time goal in minutes, for one folder")
     a = p.parse_args(argv)
-    folders = a.folders or [record.runs_root() / a.profile / nb for nb in NOTEBOOKS]
+    folders = a.folders or [experiments.notebook_dir(nb, a.profile) for nb in NOTEBOOKS]
     missing = [f for f in folders if not f.is_dir()]
     if missing:
         print(f"No run folder {', '.join(paths.shown(f) for f in missing)}: execute the notebook first "
